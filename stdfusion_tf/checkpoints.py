@@ -1,0 +1,301 @@
+"""Reading and writing STDFusionNet weights: TF1 checkpoints and Keras files.
+
+Two formats, one in-memory form: ``{TF1 name without root: np.ndarray}``
+(``"vi_extraction_network/block2/identity_conv/w"`` -> [1, 1, 16, 32]).
+
+* TF1 checkpoints (``.index`` + ``.data-00000-of-00001``; ``.meta`` is never
+  needed), as released upstream under the root scope ``STMFusion_model/``
+  (jiayi-ma) or ``STDFusion_model/`` (Linfeng-Tang), read with
+  ``tf.train.load_checkpoint``.  Adam slots and ``beta*_power`` of a training
+  checkpoint are optimizer state, kept apart from the model variables.
+* Keras ``.weights.h5`` files, as written by ``model.save_weights``.
+
+Every problem raises :class:`InputError` naming the file and the variables.
+"""
+
+import functools
+import os
+import tempfile
+
+import numpy as np
+
+from .errors import InputError, one_line
+
+# Root scopes of the two releases (jiayi-ma, Linfeng-Tang).  Checkpoints we
+# write use STDFusion_model, the name in the released training code.
+KNOWN_ROOTS = ("STMFusion_model", "STDFusion_model")
+DEFAULT_ROOT = "STDFusion_model"
+STATE_FILE = "checkpoint"
+DATA_SUFFIX = ".data-00000-of-00001"
+
+
+def is_keras_weights(path):
+    return str(path).endswith(".weights.h5")
+
+
+def is_optimizer_variable(name):
+    """Adam slots, power accumulators and step counters of a TF1 training run."""
+    last = name.rsplit("/", 1)[-1]
+    return (last in ("Adam", "Adam_1", "beta1_power", "beta2_power",
+                     "global_step", "iterations")
+            or name.startswith("optimizer/"))
+
+
+# --------------------------------------------------------------------- TF1 --
+
+def resolve_tf1_prefix(src):
+    """A checkpoint directory (with a ``checkpoint`` state file) or a prefix
+    (``.../Fusion.model-29``, or one of its files) -> the prefix."""
+    import tensorflow as tf
+
+    src = str(src)
+    if os.path.isdir(src):
+        state = os.path.join(src, STATE_FILE)
+        if not os.path.isfile(state):
+            raise InputError(src, f"no '{STATE_FILE}' state file in this "
+                             "directory; give a checkpoint prefix such as "
+                             f"{os.path.join(src, 'Fusion.model-29')}")
+        try:
+            ckpt = tf.train.get_checkpoint_state(src)
+        except Exception as exc:  # malformed text proto
+            raise InputError(state, f"unreadable state file ({one_line(exc)})")
+        if ckpt is None or not ckpt.model_checkpoint_path:
+            raise InputError(state, "state file names no model_checkpoint_path")
+        prefix = ckpt.model_checkpoint_path
+        if not os.path.isabs(prefix) or not os.path.exists(prefix + ".index"):
+            # Relative, or absolute on the machine that trained it.
+            prefix = os.path.join(src, os.path.basename(prefix))
+    else:
+        prefix = src
+        for suffix in (".index", DATA_SUFFIX, ".meta"):
+            if prefix.endswith(suffix):
+                prefix = prefix[: -len(suffix)]
+    if not os.path.isfile(prefix + ".index"):
+        raise InputError(prefix, "not a TF1 checkpoint: "
+                         f"{os.path.basename(prefix)}.index does not exist")
+    if not os.path.isfile(prefix + DATA_SUFFIX):
+        raise InputError(prefix, f"TF1 checkpoint without its data file "
+                         f"{os.path.basename(prefix)}{DATA_SUFFIX}")
+    return prefix
+
+
+def read_tf1_checkpoint(src):
+    """(prefix, {full TF1 name: array}) with every tensor read, so that a
+    truncated data file is found here and not half-way through a run."""
+    import tensorflow as tf
+
+    prefix = resolve_tf1_prefix(src)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        names = sorted(reader.get_variable_to_shape_map())
+        tensors = {name: reader.get_tensor(name) for name in names}
+    except Exception as exc:
+        raise InputError(prefix, "unreadable or truncated TF1 checkpoint "
+                         f"({one_line(exc)})")
+    return prefix, tensors
+
+
+def split_tf1_tensors(tensors, source):
+    """{full name: array} -> (root, model {name: array}, optimizer {name: array}).
+
+    The root scope is the first path component of the model variables; it
+    must be the same for all of them.
+    """
+    model_vars = {k: v for k, v in tensors.items()
+                  if not is_optimizer_variable(k)}
+    optimizer = {k: v for k, v in tensors.items() if is_optimizer_variable(k)}
+    roots = sorted({k.split("/", 1)[0] for k in model_vars if "/" in k})
+    if not roots:
+        raise InputError(source, "holds no STDFusionNet variables "
+                         f"(found: {', '.join(sorted(tensors)[:5]) or 'none'})")
+    if len(roots) > 1:
+        raise InputError(source, "variables under several root scopes "
+                         f"({', '.join(roots)}); expected one of "
+                         f"{', '.join(KNOWN_ROOTS)}")
+    root = roots[0]
+    stray = sorted(k for k in model_vars if "/" not in k)
+    if stray:
+        raise InputError(source, f"unexpected variables: {', '.join(stray)}")
+    arrays = {k.split("/", 1)[1]: v for k, v in model_vars.items()}
+    return root, arrays, optimizer
+
+
+def check_arrays(arrays, expected_shapes, source):
+    """Missing, extra and mis-shaped variables -> one InputError naming them."""
+    missing = [k for k in expected_shapes if k not in arrays]
+    extra = sorted(k for k in arrays if k not in expected_shapes)
+    if missing:
+        raise InputError(source, f"{len(missing)} missing variable(s): "
+                         + _name_list(missing))
+    if extra:
+        raise InputError(source, f"{len(extra)} unexpected variable(s) (not "
+                         "an STDFusionNet checkpoint?): " + _name_list(extra))
+    bad = [f"{k} {tuple(arrays[k].shape)} (expected {expected_shapes[k]})"
+           for k in expected_shapes
+           if tuple(arrays[k].shape) != tuple(expected_shapes[k])]
+    if bad:
+        raise InputError(source, f"shape mismatch: {_name_list(bad)}")
+
+
+def _name_list(names, most=4):
+    shown = ", ".join(names[:most])
+    return shown + (f", ... (+{len(names) - most} more)"
+                    if len(names) > most else "")
+
+
+def read_tf1_weights(src, expected_shapes):
+    """TF1 checkpoint -> (root, {name: array}, prefix), fully validated."""
+    prefix, tensors = read_tf1_checkpoint(src)
+    root, arrays, _ = split_tf1_tensors(tensors, prefix)
+    check_arrays(arrays, expected_shapes, prefix)
+    return root, {k: arrays[k] for k in expected_shapes}, prefix
+
+
+def write_tf1_checkpoint(prefix, tensors, update_state=True):
+    """Write {full TF1 name: array} as a TF1 (V2 format) checkpoint.
+
+    Written under a temporary prefix and renamed into place, index last, so
+    that a killed write leaves either no loadable checkpoint or the complete
+    one, never a mix.  Then the directory's ``checkpoint`` state file is
+    pointed at it (atomically), keeping its list of earlier checkpoints.
+    """
+    import tensorflow as tf
+
+    prefix = os.path.abspath(str(prefix))
+    directory = os.path.dirname(prefix)
+    os.makedirs(directory, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory)
+    try:
+        names = sorted(tensors)
+        tf.raw_ops.SaveV2(
+            prefix=os.path.join(tmp, "ckpt"), tensor_names=names,
+            shape_and_slices=[""] * len(names),
+            tensors=[tf.convert_to_tensor(tensors[n]) for n in names])
+        if os.path.exists(prefix + ".index"):
+            os.remove(prefix + ".index")  # never a new data file + old index
+        os.replace(os.path.join(tmp, "ckpt" + DATA_SUFFIX), prefix + DATA_SUFFIX)
+        os.replace(os.path.join(tmp, "ckpt.index"), prefix + ".index")
+    finally:
+        for f in os.listdir(tmp):
+            os.remove(os.path.join(tmp, f))
+        os.rmdir(tmp)
+    if update_state:
+        previous = tf.train.get_checkpoint_state(directory)
+        paths = [os.path.basename(p)
+                 for p in (previous.all_model_checkpoint_paths if previous else [])]
+        name = os.path.basename(prefix)
+        paths = [p for p in paths if p != name] + [name]
+        tf.compat.v1.train.update_checkpoint_state(
+            directory, name, all_model_checkpoint_paths=paths)
+    return prefix
+
+
+# ------------------------------------------------------------------- Keras --
+
+@functools.lru_cache(maxsize=1)
+def keras_h5_layout():
+    """{path of a dataset inside a .weights.h5: (TF1 name, shape)}.
+
+    Keras names the groups of a ``.weights.h5`` after attribute and class
+    names (``reconstruction_network/blocks/res_block_1/conv2/vars/0``), not
+    after our layer names.  The mapping is found once by saving a model whose
+    i-th variable is filled with the value i.
+    """
+    import h5py
+    from .model import STDFusionNet
+
+    model = STDFusionNet()
+    names = list(model.tf1_variables())
+    for i, var in enumerate(model.tf1_variables().values()):
+        var.assign(np.full(var.shape, i, dtype="float32"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "layout.weights.h5")
+        model.save_weights(path)
+        layout = {}
+        with h5py.File(path, "r") as f:
+            def visit(h5name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    index = int(np.asarray(obj).flat[0])
+                    layout[h5name] = (names[index], tuple(obj.shape))
+            f.visititems(visit)
+    if len(layout) != len(names):
+        raise RuntimeError("Keras .weights.h5 layout: variable count mismatch")
+    return layout
+
+
+def read_keras_weights(path):
+    """``.weights.h5`` -> {TF1 name: array}, checking every variable."""
+    import h5py
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise InputError(path, "no such file")
+    layout = keras_h5_layout()
+    try:
+        with h5py.File(path, "r") as f:
+            found = {}
+            f.visititems(lambda n, o: found.__setitem__(n, o[()])
+                         if isinstance(o, h5py.Dataset) else None)
+    except Exception as exc:
+        raise InputError(path, f"unreadable or truncated .weights.h5 "
+                         f"({one_line(exc)})")
+    arrays = {layout[k][0] if k in layout else k: v for k, v in found.items()}
+    expected = {name: shape for name, shape in layout.values()}
+    check_arrays(arrays, expected, path)
+    return arrays
+
+
+def save_keras_weights(model, path):
+    """``model.save_weights`` to a temporary name, then renamed into place."""
+    path = os.path.abspath(str(path))
+    if not is_keras_weights(path):
+        raise InputError(path, "Keras weights files must end in .weights.h5")
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5",
+                               dir=directory)
+    os.close(fd)
+    try:
+        model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+# ------------------------------------------------------------------ models --
+
+def read_weights(src):
+    """Any supported checkpoint -> {TF1 name: array} (validated)."""
+    from .model import tf1_variable_shapes
+
+    if is_keras_weights(src):
+        return read_keras_weights(src)
+    expected = tf1_variable_shapes()
+    return read_tf1_weights(src, expected)[1]
+
+
+def assign_weights(model, arrays):
+    variables = model.tf1_variables()
+    check_arrays(arrays, {k: tuple(v.shape) for k, v in variables.items()},
+                 "weights")
+    for name, var in variables.items():
+        var.assign(np.asarray(arrays[name], dtype="float32"))
+    return model
+
+
+def load_model(src, paper_activations=False):
+    """STDFusionNet with the weights of a ``.weights.h5`` or TF1 checkpoint."""
+    from .model import STDFusionNet
+
+    arrays = read_weights(src)
+    model = STDFusionNet(paper_activations=paper_activations)
+    return assign_weights(model, arrays)
+
+
+def export_tf1_tensors(model, root=DEFAULT_ROOT):
+    """{full TF1 name: array} of a model, under ``root``."""
+    return {f"{root}/{k}": np.asarray(v.numpy() if hasattr(v, "numpy")
+                                      else v)
+            for k, v in model.tf1_variables().items()}

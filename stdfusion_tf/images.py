@@ -1,0 +1,222 @@
+"""Image reading and writing exactly as the authors' scripts did.
+
+Upstream read every image with ``scipy.misc.imread(path, flatten=True,
+mode='YCbCr')`` and saved the float result with ``scipy.misc.imsave``.  Both
+functions are gone from SciPy; this module re-states them with Pillow:
+
+* reading: open with Pillow (format sniffed from the content: the released
+  ``Test_ir/01.bmp`` is a JPEG stream), convert to ``YCbCr`` unless already
+  in it, then to ``F`` -- a float luma ``0.299 R + 0.587 G + 0.114 B`` of the
+  YCbCr -> RGB round trip, *not* the rounded Y channel;
+* saving: ``imsave`` of a float array min-max stretches it to 0..255
+  (``bytescale``), so the authors' result images always span the full
+  range, whatever the network produced.  That is the default
+  (``save_mode='minmax'``); ``'clip'`` is the plain
+  ``clip(round((y + 1) * 127.5))``.
+"""
+
+import os
+import re
+import tempfile
+
+import numpy as np
+
+from .errors import InputError, one_line
+
+IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+SAVE_MODES = ("minmax", "clip")
+
+
+def _open(path):
+    from PIL import Image, UnidentifiedImageError
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise InputError(path, "no such file")
+    try:
+        im = Image.open(path)
+        im.load()  # decode now: a truncated file fails here, not later
+    except UnidentifiedImageError:
+        raise InputError(path, "not an image (format not recognised)")
+    except Exception as exc:
+        raise InputError(path, f"unreadable image ({one_line(exc)})")
+    return im
+
+
+def _to_ycbcr(im):
+    # scipy.misc.fromimage(im, mode='YCbCr'): convert unless already YCbCr.
+    # Pillow has no direct conversion from 16-bit or float modes.
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        raise InputError(getattr(im, "filename", "image"),
+                         f"unsupported image mode {im.mode} (8-bit gray or "
+                         "colour expected)")
+    return im if im.mode == "YCbCr" else im.convert("YCbCr")
+
+
+def read_gray(path):
+    """Float32 [H, W] array in 0..255, as ``scipy.misc.imread(path,
+    flatten=True, mode='YCbCr')`` returned it."""
+    im = _open(path)
+    try:
+        return np.asarray(_to_ycbcr(im).convert("F"), dtype=np.float32)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(path, f"cannot convert image ({one_line(exc)})")
+
+
+def read_ycbcr(path):
+    """uint8 [H, W, 3] YCbCr planes (Pillow's JPEG-style conversion)."""
+    return np.asarray(_to_ycbcr(_open(path)), dtype=np.uint8)
+
+
+def image_size(path):
+    """(H, W) after a full decode (so unreadable files are found early)."""
+    im = _open(path)
+    return im.size[1], im.size[0]
+
+
+def is_color(path):
+    return _open(path).mode not in ("1", "L", "P", "LA", "I", "F", "I;16")
+
+
+def scale_in(gray):
+    """0..255 -> [-1, 1], as upstream's test script: ``x / 127.5 - 1``."""
+    return np.asarray(gray, np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+def bytescale(data):
+    """``scipy.misc.bytescale`` with its defaults (cmin/cmax = data min/max).
+
+    Computed in the array's float32, like the original on TF's output.
+    """
+    data = np.asarray(data)
+    if data.dtype == np.uint8:
+        return data
+    cmin, cmax = data.min(), data.max()
+    cscale = cmax - cmin
+    if cscale == 0:
+        cscale = 1
+    scale = data.dtype.type(255.0) / cscale
+    bytedata = (data - cmin) * scale
+    return (bytedata.clip(0, 255) + data.dtype.type(0.5)).astype(np.uint8)
+
+
+def to_uint8(fused, save_mode="minmax", value_range=None):
+    """Fused [-1, 1] float array -> uint8 image.
+
+    ``minmax`` (default, as released upstream): ``bytescale((y + 1) * 127.5)``.
+    ``value_range=(lo, hi)`` supplies the whole image's min/max when ``fused``
+    is only a part of it (tiled inference).
+    ``clip``: ``clip(round((y + 1) * 127.5), 0, 255)``.
+    """
+    if save_mode not in SAVE_MODES:
+        raise InputError(None, f"--save_mode must be one of {SAVE_MODES}, "
+                         f"got {save_mode!r}")
+    fused = np.asarray(fused, np.float32)
+    y = (fused + np.float32(1.0)) * np.float32(127.5)
+    if save_mode == "clip":
+        return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    if value_range is None:
+        return bytescale(y)
+    lo, hi = (np.float32((np.float32(v) + 1) * np.float32(127.5))
+              for v in value_range)
+    cscale = hi - lo if hi != lo else np.float32(1)
+    out = (y - lo) * (np.float32(255.0) / cscale)
+    return (out.clip(0, 255) + np.float32(0.5)).astype(np.uint8)
+
+
+def merge_color(fused_y, vi_ycbcr):
+    """The paper's colour strategy: fused Y with the visible Cb, Cr -> RGB."""
+    from PIL import Image
+
+    planes = [Image.fromarray(fused_y, "L")] + [
+        Image.fromarray(np.ascontiguousarray(vi_ycbcr[..., c]), "L")
+        for c in (1, 2)]
+    return np.asarray(Image.merge("YCbCr", planes).convert("RGB"))
+
+
+def save_image(array, path):
+    """Write uint8 gray/RGB atomically (temporary file, then rename); the
+    format follows the extension."""
+    import imageio.v3 as iio
+
+    path = os.path.abspath(str(path))
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    ext = os.path.splitext(path)[1].lower()
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
+    os.close(fd)
+    try:
+        iio.imwrite(tmp, np.asarray(array, np.uint8), extension=ext)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def natural_key(name):
+    """'2.bmp' < '10.bmp' (upstream sorted by the integer in the name)."""
+    return [int(t) if t.isdigit() else t.lower()
+            for t in re.split(r"(\d+)", name)]
+
+
+def list_images(directory):
+    """Image files (by extension) in a folder, in natural order.
+
+    Hidden files and files with other extensions are not images and are
+    ignored; an image-named file that does not decode is an error later.
+    """
+    directory = str(directory)
+    if not os.path.isdir(directory):
+        raise InputError(directory, "no such folder")
+    names = [n for n in os.listdir(directory)
+             if not n.startswith(".")
+             and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
+             and os.path.isfile(os.path.join(directory, n))]
+    if not names:
+        raise InputError(directory, "no images in this folder ("
+                         + ", ".join(IMAGE_EXTENSIONS) + ")")
+    return sorted(names, key=natural_key)
+
+
+def by_stem(directory):
+    """{file stem: file name}; two files with one stem are ambiguous."""
+    out = {}
+    for name in list_images(directory):
+        stem = os.path.splitext(name)[0]
+        if stem in out:
+            raise InputError(os.path.join(str(directory), name),
+                             f"two images with the stem '{stem}' "
+                             f"({out[stem]}, {name})")
+        out[stem] = name
+    return out
+
+
+def pair_folders(*directories, allow_missing=False):
+    """Match images across folders by file stem.
+
+    Returns ``(stems, [[path per folder] per stem], skipped)``.  A stem
+    missing from some folder is an error naming it, unless
+    ``allow_missing`` (then it is skipped and reported in ``skipped``).
+    """
+    tables = [by_stem(d) for d in directories]
+    all_stems = set().union(*tables)
+    common = [s for s in all_stems if all(s in t for t in tables)]
+    skipped = sorted(all_stems - set(common), key=natural_key)
+    if skipped and not allow_missing:
+        stem = skipped[0]
+        have = next(i for i, t in enumerate(tables) if stem in t)
+        lacks = next(i for i, t in enumerate(tables) if stem not in t)
+        raise InputError(
+            os.path.join(str(directories[have]), tables[have][stem]),
+            f"unpaired: no image named '{stem}.*' in {directories[lacks]}"
+            + (f" ({len(skipped)} unpaired names in all)"
+               if len(skipped) > 1 else ""))
+    if not common:
+        raise InputError(directories[0], "no image pairs (no common names)")
+    common.sort(key=natural_key)
+    paths = [[os.path.join(str(d), t[s]) for d, t in zip(directories, tables)]
+             for s in common]
+    return common, paths, skipped

@@ -1,0 +1,94 @@
+"""An upstream-style TF1 graph of STDFusionNet, for validation and benchmarks.
+
+This re-states the authors' released test graph in ``tf.compat.v1`` terms:
+placeholders ``[1, None, None, 1]``, explicit zero padding followed by
+``VALID`` convolutions (their ``feature_padding``), ``tf.nn.leaky_relu`` /
+``tf.nn.elu`` / ``tf.nn.tanh``, and ``Session.run``.  It shares nothing with
+the Keras model but the block table, so agreement between the two checks the
+Keras layers, the variable mapping and the converter.
+
+Parameters come from a callable ``param(name) -> tensor`` (TF1 names without
+root), so the same builder serves constants (inference) and
+``tf.compat.v1`` variables (the training-equivalence tests).
+"""
+
+import numpy as np
+
+from .model import EXTRACTION_BLOCKS, RECONSTRUCTION_BLOCKS
+
+
+def _tf():
+    import tensorflow as tf
+    return tf
+
+
+def _conv(x, scope, param, pad, bias=True):
+    tf = _tf()
+    if pad:
+        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    y = tf.nn.conv2d(x, param(f"{scope}/w"), strides=[1, 1, 1, 1],
+                     padding="VALID")
+    return y + param(f"{scope}/b") if bias else y
+
+
+def _block(x, scope, param, activation, identity_conv=True):
+    tf = _tf()
+    y = tf.nn.leaky_relu(_conv(x, f"{scope}/conv1", param, 0))
+    y = tf.nn.leaky_relu(_conv(y, f"{scope}/conv2", param, 1))
+    y = _conv(y, f"{scope}/conv3", param, 0)
+    shortcut = (_conv(x, f"{scope}/identity_conv", param, 0, bias=False)
+                if identity_conv else x)
+    act = {"lrelu": tf.nn.leaky_relu, "elu": tf.nn.elu,
+           "tanh": tf.nn.tanh}[activation]
+    return act(y + shortcut)
+
+
+def _extraction(x, scope, param):
+    tf = _tf()
+    x = tf.nn.leaky_relu(_conv(x, f"{scope}/conv1", param, 2))
+    for name, _, act in EXTRACTION_BLOCKS:
+        x = _block(x, f"{scope}/{name}", param, act,
+                   identity_conv=(name != "block1"))
+    return x
+
+
+def fusion_graph(ir, vi, param):
+    """Build the fused-image tensor in the current graph."""
+    tf = _tf()
+    feature = tf.concat([_extraction(vi, "vi_extraction_network", param),
+                         _extraction(ir, "ir_extraction_network", param)],
+                        axis=-1)
+    for name, _, act in RECONSTRUCTION_BLOCKS:
+        feature = _block(feature, f"reconstruction_network/{name}", param, act)
+    return feature
+
+
+class ReferenceGraph:
+    """The upstream test path: one graph, constant weights, ``Session.run``.
+
+    ``ReferenceGraph(arrays)(ir, vi)`` with ``[H, W]`` or ``[1, H, W, 1]``
+    float arrays in [-1, 1] returns the fused ``[1, H, W, 1]`` array.
+    """
+
+    def __init__(self, arrays, batch=1):
+        tf = _tf()
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            v1 = tf.compat.v1
+            self.ir = v1.placeholder(tf.float32, [batch, None, None, 1],
+                                     name="ir_images")
+            self.vi = v1.placeholder(tf.float32, [batch, None, None, 1],
+                                     name="vi_images")
+            consts = {k: tf.constant(np.asarray(v, np.float32), name=None)
+                      for k, v in arrays.items()}
+            self.fused = fusion_graph(self.ir, self.vi, consts.__getitem__)
+            self.session = v1.Session(graph=self.graph)
+
+    def __call__(self, ir, vi):
+        ir, vi = (np.asarray(a, np.float32) for a in (ir, vi))
+        if ir.ndim == 2:
+            ir, vi = ir[None, :, :, None], vi[None, :, :, None]
+        return self.session.run(self.fused, {self.ir: ir, self.vi: vi})
+
+    def close(self):
+        self.session.close()
