@@ -180,14 +180,25 @@ def write_tf1_checkpoint(prefix, tensors, update_state=True):
             os.remove(os.path.join(tmp, f))
         os.rmdir(tmp)
     if update_state:
-        previous = tf.train.get_checkpoint_state(directory)
-        paths = [os.path.basename(p)
-                 for p in (previous.all_model_checkpoint_paths if previous else [])]
-        name = os.path.basename(prefix)
-        paths = [p for p in paths if p != name] + [name]
-        tf.compat.v1.train.update_checkpoint_state(
-            directory, name, all_model_checkpoint_paths=paths)
+        write_state_file(directory, os.path.basename(prefix))
     return prefix
+
+
+def write_state_file(directory, name):
+    """Point ``directory/checkpoint`` (TF1's text-proto state file) at
+    ``name``, keeping the list of earlier checkpoints; written atomically."""
+    import tensorflow as tf
+
+    previous = tf.train.get_checkpoint_state(directory)
+    paths = [os.path.basename(p) for p in
+             (previous.all_model_checkpoint_paths if previous else [])]
+    paths = [p for p in paths if p != name] + [name]
+    text = f'model_checkpoint_path: "{name}"\n' + "".join(
+        f'all_model_checkpoint_paths: "{p}"\n' for p in paths)
+    tmp = os.path.join(directory, f".{STATE_FILE}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(directory, STATE_FILE))
 
 
 # ------------------------------------------------------------------- Keras --

@@ -92,3 +92,19 @@ class ReferenceGraph:
 
     def close(self):
         self.session.close()
+
+
+def max_abs_diff(model, arrays, shape=(2, 75, 61), seed=0):
+    """Run the Keras model and the TF1 reference graph on the same random
+    pair (batch, H, W) in [-1, 1]; returns their max abs difference."""
+    rng = np.random.default_rng(seed)
+    batch, h, w = shape
+    ir, vi = (rng.uniform(-1, 1, (batch, h, w, 1)).astype(np.float32)
+              for _ in range(2))
+    graph = ReferenceGraph(arrays, batch=batch)
+    try:
+        expected = graph(ir, vi)
+    finally:
+        graph.close()
+    got = np.asarray(model((ir, vi), training=False))
+    return float(np.abs(got - expected).max())

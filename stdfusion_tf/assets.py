@@ -1,0 +1,104 @@
+"""The upstream files (released weights, test and training images), fetched on
+demand from their pinned commits and checked against sha256 hashes.
+
+``assets.json`` lists every file: the repository and commit it comes from,
+its path there, its path in a local mirror laid out like this project's
+``../shared/upstream`` (``checkpoints/<release>/...``, ``Test_ir/...``), where
+it goes in the project (upstream's default locations: ``checkpoint/``,
+``Test_ir/``, ...) and its sha256.
+
+Files are fetched with ``keras.utils.get_file`` (hash-checked, re-fetched when
+a local copy does not match) either from GitHub or, when a mirror folder is
+given (``--mirror`` or the ``STDFUSION_MIRROR`` environment variable), from
+that folder through a ``file://`` origin.  A hash mismatch is an error and the
+bad file is removed.
+"""
+
+import contextlib
+import io
+import json
+import os
+import pathlib
+
+from .errors import InputError, one_line
+
+MIRROR_ENV = "STDFUSION_MIRROR"
+RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# The released jiayi-ma model-29 reproduces the authors' result images.
+DEFAULT_WEIGHTS = "jiayi-ma-29"
+DEFAULT_CHECKPOINT = "checkpoint/Fusion.model-29"
+
+
+def manifest():
+    with open(pathlib.Path(__file__).with_name("assets.json")) as f:
+        return json.load(f)
+
+
+def groups():
+    return sorted(manifest()["groups"])
+
+
+def origin(entry, mirror=None):
+    if mirror:
+        return pathlib.Path(mirror, entry["mirror"]).resolve().as_uri()
+    repo = manifest()["repos"][entry["repo"]]
+    return RAW_URL.format(repo=repo["repo"], commit=repo["commit"],
+                          path=entry["path"])
+
+
+def default_mirror(mirror=None):
+    return mirror or os.environ.get(MIRROR_ENV) or None
+
+
+def fetch(group, root=PROJECT_ROOT, mirror=None, verbose=True):
+    """Make sure every file of ``group`` is at ``root/<dest>`` with the right
+    hash; returns the list of paths."""
+    import keras
+
+    entries = manifest()["groups"].get(group)
+    if entries is None:
+        raise InputError(None, f"unknown asset group {group!r} "
+                         f"(known: {', '.join(groups())})")
+    mirror = default_mirror(mirror)
+    if mirror and not os.path.isdir(mirror):
+        raise InputError(mirror, "mirror folder does not exist")
+    paths, fetched = [], 0
+    for entry in entries:
+        dest = pathlib.Path(root, entry["dest"]).resolve()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        log = io.StringIO()  # get_file's per-file progress bars: one line below
+        try:
+            with contextlib.redirect_stdout(log):
+                got = keras.utils.get_file(
+                    fname=dest.name, origin=origin(entry, mirror),
+                    file_hash=entry["sha256"], hash_algorithm="sha256",
+                    cache_dir=str(dest.parent.parent),
+                    cache_subdir=dest.parent.name)
+        except Exception as exc:
+            if dest.exists():  # get_file leaves a corrupt download behind
+                dest.unlink()
+            source = (os.path.join(mirror, entry["mirror"]) if mirror
+                      else origin(entry))
+            raise InputError(source, f"cannot fetch {entry['dest']} "
+                             f"({one_line(exc)})")
+        if pathlib.Path(got).resolve() != dest:
+            raise InputError(dest.parent, "folder is not writable")
+        fetched += "Downloading" in log.getvalue()
+        paths.append(str(dest))
+    if fetched and verbose:
+        source = mirror or "GitHub (pinned commits)"
+        print(f"Fetched {fetched} file(s) of '{group}' from {source}, "
+              "sha256 verified.")
+    return paths
+
+
+def ensure_test_data(root=PROJECT_ROOT, mirror=None):
+    fetch("test_images", root, mirror)
+
+
+def ensure_weights(group=DEFAULT_WEIGHTS, root=PROJECT_ROOT, mirror=None):
+    """Fetch a released checkpoint; returns its TF1 prefix."""
+    paths = fetch(group, root, mirror)
+    return paths[0][: -len(".index")]
