@@ -120,17 +120,24 @@ def split_tf1_tensors(tensors, source):
     return root, arrays, optimizer
 
 
-def check_arrays(arrays, expected_shapes, source):
-    """Missing, extra and mis-shaped variables -> one InputError naming them."""
-    missing = [k for k in expected_shapes if k not in arrays]
-    extra = sorted(k for k in arrays if k not in expected_shapes)
+def check_arrays(arrays, expected_shapes, source, root=None):
+    """Missing, extra and mis-shaped variables -> one InputError naming them
+    (with their ``root/`` scope when given)."""
+    full = (lambda k: f"{root}/{k}") if root else (lambda k: k)
+    missing = [full(k) for k in expected_shapes if k not in arrays]
+    extra = sorted(full(k) for k in arrays if k not in expected_shapes)
+    if len(missing) == len(expected_shapes):
+        raise InputError(source, "not an STDFusionNet checkpoint: none of "
+                         f"its {len(expected_shapes)} variables found (has "
+                         + _name_list(extra, 3) + ")")
     if missing:
         raise InputError(source, f"{len(missing)} missing variable(s): "
                          + _name_list(missing))
     if extra:
         raise InputError(source, f"{len(extra)} unexpected variable(s) (not "
                          "an STDFusionNet checkpoint?): " + _name_list(extra))
-    bad = [f"{k} {tuple(arrays[k].shape)} (expected {expected_shapes[k]})"
+    bad = [f"{full(k)} {tuple(arrays[k].shape)} "
+           f"(expected {expected_shapes[k]})"
            for k in expected_shapes
            if tuple(arrays[k].shape) != tuple(expected_shapes[k])]
     if bad:
@@ -147,7 +154,7 @@ def read_tf1_weights(src, expected_shapes):
     """TF1 checkpoint -> (root, {name: array}, prefix), fully validated."""
     prefix, tensors = read_tf1_checkpoint(src)
     root, arrays, _ = split_tf1_tensors(tensors, prefix)
-    check_arrays(arrays, expected_shapes, prefix)
+    check_arrays(arrays, expected_shapes, prefix, root)
     return root, {k: arrays[k] for k in expected_shapes}, prefix
 
 

@@ -37,7 +37,8 @@ def _open(path):
         im = Image.open(path)
         im.load()  # decode now: a truncated file fails here, not later
     except UnidentifiedImageError:
-        raise InputError(path, "not an image (format not recognised)")
+        raise InputError(path, "not an image (unknown format, or header "
+                         "truncated)")
     except Exception as exc:
         raise InputError(path, f"unreadable image ({one_line(exc)})")
     return im

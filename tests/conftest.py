@@ -1,0 +1,91 @@
+"""Shared fixtures.  Data comes from ../shared (never copied into the repo)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+UPSTREAM = SHARED / "upstream"
+RELEASES = {  # release -> checkpoint folder in ../shared
+    "jiayi-ma": UPSTREAM / "checkpoints" / "jiayi-ma",
+    "Linfeng-Tang": UPSTREAM / "checkpoints" / "Linfeng-Tang",
+}
+
+
+@pytest.fixture(scope="session")
+def upstream():
+    if not UPSTREAM.is_dir():
+        pytest.skip("../shared/upstream is not beside the project")
+    return UPSTREAM
+
+
+@pytest.fixture(scope="session")
+def released_arrays(upstream):
+    """{(release, epoch): (root, {TF1 name: array})} of the 4 checkpoints."""
+    from stdfusion_tf.checkpoints import read_tf1_weights
+    from stdfusion_tf.model import tf1_variable_shapes
+
+    shapes = tf1_variable_shapes()
+    out = {}
+    for release, folder in RELEASES.items():
+        for epoch in (28, 29):
+            root, arrays, _ = read_tf1_weights(
+                folder / f"Fusion.model-{epoch}", shapes)
+            out[release, epoch] = root, arrays
+    return out
+
+
+@pytest.fixture(scope="session")
+def jiayi_weights(released_arrays, tmp_path_factory):
+    """The jiayi-ma model-29 weights as a .weights.h5 file."""
+    from stdfusion_tf.checkpoints import assign_weights, save_keras_weights
+    from stdfusion_tf.model import STDFusionNet
+
+    model = assign_weights(STDFusionNet(),
+                           released_arrays["jiayi-ma", 29][1])
+    return save_keras_weights(
+        model, tmp_path_factory.mktemp("w") / "jiayi-ma-29.weights.h5")
+
+
+def run_cli(*args, cwd=None, env=None):
+    """Run a command line of the project (``test.py`` or ``-m convert.x``)
+    in a fresh interpreter; returns CompletedProcess with text output."""
+    full_env = {k: v for k, v in os.environ.items()
+                if k != "STDFUSION_MIRROR"}  # each test says where data is
+    full_env.update(PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd or ROOT,
+                          env=full_env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def error_lines(proc):
+    """Our one-line errors (TensorFlow's start-up log lines aside)."""
+    return [l for l in proc.stderr.splitlines() if ": error: " in l]
+
+
+def assert_one_line_error(proc, *needles):
+    """Non-zero exit, exactly one error line, naming every needle, and no
+    Python traceback."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert str(needle) in lines[0], lines[0]
+    return lines[0]
+
+
+def write_gray(path, array):
+    from PIL import Image
+
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+    return path
