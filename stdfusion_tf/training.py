@@ -250,6 +250,7 @@ class LossLog:
     def __init__(self, summary_dir, enabled=True):
         import tensorflow as tf
 
+        summary_dir = str(summary_dir)
         self.enabled = enabled
         self.sums = dict.fromkeys(LOSS_TERMS, 0.0)
         self.count = 0
