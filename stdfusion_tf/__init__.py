@@ -3,11 +3,23 @@
     from stdfusion_tf import load_model
     model = load_model("checkpoint/Fusion.model-29")   # TF1 release or .weights.h5
     fused = model((ir, vi))                            # [N, H, W, 1] in [-1, 1]
+
+Names are imported lazily, so that ``stdfusion_tf.metrics`` (NumPy/SciPy)
+works without Keras or TensorFlow.
 """
 
-from .checkpoints import load_model, read_weights, save_keras_weights
-from .errors import InputError
-from .model import ResBlock, STDFusionNet
+import importlib
 
-__all__ = ["STDFusionNet", "ResBlock", "load_model", "read_weights",
-           "save_keras_weights", "InputError"]
+_EXPORTS = {
+    "STDFusionNet": "model", "ResBlock": "model",
+    "load_model": "checkpoints", "read_weights": "checkpoints",
+    "save_keras_weights": "checkpoints", "InputError": "errors",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__),
+                       name)
+    raise AttributeError(f"module 'stdfusion_tf' has no attribute {name!r}")

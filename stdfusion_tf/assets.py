@@ -9,9 +9,13 @@ it goes in the project (upstream's default locations: ``checkpoint/``,
 
 Files are fetched with ``keras.utils.get_file`` (hash-checked, re-fetched when
 a local copy does not match) either from GitHub or, when a mirror folder is
-given (``--mirror`` or the ``STDFUSION_MIRROR`` environment variable), from
-that folder through a ``file://`` origin.  A hash mismatch is an error and the
-bad file is removed.
+given, from that folder through a ``file://`` origin.  A hash mismatch is an
+error and the bad file is removed.  Mirrors: ``--mirror`` or
+``STDFUSION_MIRROR`` for the upstream release (laid out like
+``../shared/upstream``), ``STDFUSION_DATA_MIRROR`` for the evaluation data
+sets (laid out like ``../shared``: ``datasets/``, ``peers/``).
+
+    python -m stdfusion_tf.assets --groups tno42,roadscene,peers_tno42
 """
 
 import contextlib
@@ -23,6 +27,10 @@ import pathlib
 from .errors import InputError, one_line
 
 MIRROR_ENV = "STDFUSION_MIRROR"
+DATA_MIRROR_ENV = "STDFUSION_DATA_MIRROR"
+# Evaluation data (Table I): TNO42 and RoadScene sources, other methods'
+# TNO42 results; everything else is the upstream release.
+DATASET_GROUPS = ("tno42", "roadscene", "peers_tno42")
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -48,8 +56,9 @@ def origin(entry, mirror=None):
                           path=entry["path"])
 
 
-def default_mirror(mirror=None):
-    return mirror or os.environ.get(MIRROR_ENV) or None
+def default_mirror(group, mirror=None):
+    env = DATA_MIRROR_ENV if group in DATASET_GROUPS else MIRROR_ENV
+    return mirror or os.environ.get(env) or None
 
 
 def fetch(group, root=PROJECT_ROOT, mirror=None, verbose=True):
@@ -61,7 +70,7 @@ def fetch(group, root=PROJECT_ROOT, mirror=None, verbose=True):
     if entries is None:
         raise InputError(None, f"unknown asset group {group!r} "
                          f"(known: {', '.join(groups())})")
-    mirror = default_mirror(mirror)
+    mirror = default_mirror(group, mirror)
     if mirror and not os.path.isdir(mirror):
         raise InputError(mirror, "mirror folder does not exist")
     paths, fetched = [], 0
@@ -102,3 +111,26 @@ def ensure_weights(group=DEFAULT_WEIGHTS, root=PROJECT_ROOT, mirror=None):
     """Fetch a released checkpoint; returns its TF1 prefix."""
     paths = fetch(group, root, mirror)
     return paths[0][: -len(".index")]
+
+
+def main(argv):
+    from absl import flags
+
+    from . import cli  # noqa: F401  (quiet TensorFlow)
+
+    del argv
+    for group in flags.FLAGS.groups:
+        paths = fetch(group, root=".", mirror=flags.FLAGS.mirror)
+        print(f"{group}: {len(paths)} file(s) in place, sha256 verified")
+
+
+if __name__ == "__main__":
+    from absl import flags
+
+    from . import cli
+
+    flags.DEFINE_list("groups", None, "Asset groups: " + ", ".join(groups()))
+    flags.DEFINE_string("mirror", None, "Local mirror folder (default: "
+                        f"${MIRROR_ENV} or ${DATA_MIRROR_ENV})")
+    flags.mark_flag_as_required("groups")
+    cli.run(main)

@@ -17,6 +17,7 @@ every later patch.  Here names, counts and sizes must agree.
 """
 
 import os
+import tempfile
 
 import numpy as np
 
@@ -111,10 +112,17 @@ def prepare_training_data(folders, checkpoint_dir, size=128, stride=24):
                               os.path.basename(os.path.normpath(str(folder))),
                               "train.h5")
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        tmp = target + ".tmp"
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("data", data=patches)
-        os.replace(tmp, target)
+        # unique temporary name: several workers may share the folder
+        fd, tmp = tempfile.mkstemp(suffix=".h5.tmp",
+                                   dir=os.path.dirname(target))
+        os.close(fd)
+        try:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("data", data=patches)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
         out.append(patches)
     return out
 
