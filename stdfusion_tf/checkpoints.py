@@ -303,12 +303,13 @@ def assign_weights(model, arrays):
     return model
 
 
-def load_model(src, paper_activations=False):
-    """STDFusionNet with the weights of a ``.weights.h5`` or TF1 checkpoint."""
+def load_model(src, paper_activations=False, dtype=None):
+    """STDFusionNet with the weights of a ``.weights.h5`` or TF1 checkpoint
+    (``dtype``: a Keras dtype policy such as ``"mixed_bfloat16"``)."""
     from .model import STDFusionNet
 
     arrays = read_weights(src)
-    model = STDFusionNet(paper_activations=paper_activations)
+    model = STDFusionNet(paper_activations=paper_activations, dtype=dtype)
     return assign_weights(model, arrays)
 
 

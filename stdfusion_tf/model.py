@@ -123,15 +123,18 @@ class ResBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         width = input_shape[-1]
-        self.conv1 = Conv(width, 1, activation="lrelu", name="conv1")
-        self.conv2 = Conv(width, 3, activation="lrelu", name="conv2")
-        self.conv3 = Conv(self.filters, 1, name="conv3")
+        dtype = self.dtype_policy
+        self.conv1 = Conv(width, 1, activation="lrelu", name="conv1",
+                          dtype=dtype)
+        self.conv2 = Conv(width, 3, activation="lrelu", name="conv2",
+                          dtype=dtype)
+        self.conv3 = Conv(self.filters, 1, name="conv3", dtype=dtype)
         self.conv1.build(input_shape)
         self.conv2.build(input_shape)
         self.conv3.build(input_shape)
         if self.has_identity_conv:
             self.identity_conv = Conv(self.filters, 1, use_bias=False,
-                                      name="identity_conv")
+                                      name="identity_conv", dtype=dtype)
             self.identity_conv.build(input_shape)
         elif width != self.filters:
             raise ValueError(
@@ -162,10 +165,12 @@ class ExtractionNetwork(keras.layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.conv1 = Conv(16, 5, activation="lrelu", name="conv1")
+        dtype = self.dtype_policy
+        self.conv1 = Conv(16, 5, activation="lrelu", name="conv1",
+                          dtype=dtype)
         # As released upstream, block1 has no identity_conv (16 -> 16).
         self.blocks = [ResBlock(c, act, identity_conv=(name != "block1"),
-                                name=name)
+                                name=name, dtype=dtype)
                        for name, c, act in EXTRACTION_BLOCKS]
 
     def build(self, input_shape):
@@ -200,7 +205,8 @@ class ReconstructionNetwork(keras.layers.Layer):
         for name, c, act in RECONSTRUCTION_BLOCKS:
             if paper_activations and act == "elu":
                 act = "lrelu"
-            self.blocks.append(ResBlock(c, act, name=name))
+            self.blocks.append(ResBlock(c, act, name=name,
+                                        dtype=self.dtype_policy))
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -229,19 +235,23 @@ class STDFusionNet(keras.Model):
     """STDFusionNet.  ``model((ir, vi))`` -> fused image.
 
     ``ir`` and ``vi`` are float tensors [batch, H, W, 1] in [-1, 1] (any H, W);
-    the output has the same shape, also in [-1, 1].
+    the output has the same shape, also in [-1, 1].  ``dtype`` is a Keras
+    dtype policy for every layer (``"mixed_bfloat16"``: bf16 compute, float32
+    variables; see ``fusion.Fuser``).
     """
 
     def __init__(self, paper_activations=False, **kwargs):
         kwargs.setdefault("name", "STDFusion_model")
         super().__init__(**kwargs)
         self.paper_activations = paper_activations
+        dtype = self.dtype_policy
         self.vi_extraction_network = ExtractionNetwork(
-            name="vi_extraction_network")
+            name="vi_extraction_network", dtype=dtype)
         self.ir_extraction_network = ExtractionNetwork(
-            name="ir_extraction_network")
+            name="ir_extraction_network", dtype=dtype)
         self.reconstruction_network = ReconstructionNetwork(
-            paper_activations=paper_activations, name="reconstruction_network")
+            paper_activations=paper_activations, name="reconstruction_network",
+            dtype=dtype)
         # Build eagerly with a symbolic shape: the weights exist (and can be
         # loaded) before the first call.
         self.build((None, None, None, 1))
@@ -289,7 +299,6 @@ class STDFusionNet(keras.Model):
     def from_config(cls, config):
         config = dict(config)
         config.pop("trainable", None)
-        config.pop("dtype", None)
         return cls(**config)
 
 
