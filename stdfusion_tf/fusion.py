@@ -14,23 +14,95 @@ from . import images
 from .errors import InputError
 
 
+# Receptive-field radius of the network: the 5x5 conv (2) and seven 3x3
+# convs (1 each) along the deepest path.  Tiles that carry this many pixels
+# of context on every side reproduce the whole-image output exactly.
+HALO = 9
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision):
+    """Refuse bf16 where it would be emulated (slow) rather than native."""
+    if precision not in PRECISIONS:
+        raise InputError(None, f"--precision must be one of "
+                         f"{', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bfloat16" and not bf16_supported():
+        raise InputError(None, "--precision=bfloat16 needs a CPU with "
+                         "AVX512_BF16 or AMX-BF16, or a GPU with compute "
+                         "capability >= 8.0; this machine has neither")
+
+
+def bf16_supported():
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        cc = tf.config.experimental.get_device_details(gpu).get(
+            "compute_capability", (0, 0))
+        if tuple(cc) >= (8, 0):
+            return True
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 class Fuser:
     """The network behind one traced function for every image size
-    (input signature ``[1, None, None, 1]``: no retracing across sizes)."""
+    (input signature ``[1, None, None, 1]``: no retracing across sizes).
 
-    def __init__(self, model):
+    ``tile_size``: fuse in tiles of that size, each with ``HALO`` pixels of
+    context, so that memory is bounded whatever the image size; the output
+    is the whole-image output (to float rounding).
+    """
+
+    def __init__(self, model, tile_size=None):
         import tensorflow as tf
 
+        if tile_size is not None and tile_size < 2 * HALO:
+            raise InputError(None, f"--tile_size {tile_size} is smaller than "
+                             f"twice the halo ({2 * HALO} pixels)")
         self.model = model
+        self.tile_size = tile_size
         spec = tf.TensorSpec([1, None, None, 1], tf.float32)
-        self._fn = tf.function(lambda ir, vi: model((ir, vi), training=False),
-                               input_signature=[spec, spec])
+        self._fn = tf.function(
+            lambda ir, vi: tf.cast(model((ir, vi), training=False),
+                                   tf.float32),
+            input_signature=[spec, spec])
+
+    def _run(self, ir, vi):
+        return self._fn(ir[None, :, :, None],
+                        vi[None, :, :, None]).numpy()[0, :, :, 0]
 
     def __call__(self, ir, vi):
         """[H, W] float arrays in [-1, 1] -> fused [H, W] float32 array."""
-        ir = np.asarray(ir, np.float32)[None, :, :, None]
-        vi = np.asarray(vi, np.float32)[None, :, :, None]
-        return self._fn(ir, vi).numpy()[0, :, :, 0]
+        ir = np.asarray(ir, np.float32)
+        vi = np.asarray(vi, np.float32)
+        if self.tile_size is None or max(ir.shape) <= self.tile_size:
+            return self._run(ir, vi)
+        return self._tiled(ir, vi)
+
+    def _tiled(self, ir, vi):
+        h, w = ir.shape
+        t = self.tile_size
+        out = np.empty((h, w), np.float32)
+        for top in range(0, h, t):
+            for left in range(0, w, t):
+                bottom, right = min(top + t, h), min(left + t, w)
+                # context clipped at the image border, where the whole-image
+                # run sees zero padding too
+                y0, x0 = max(top - HALO, 0), max(left - HALO, 0)
+                y1, x1 = min(bottom + HALO, h), min(right + HALO, w)
+                tile = self._run(ir[y0:y1, x0:x1], vi[y0:y1, x0:x1])
+                out[top:bottom, left:right] = tile[top - y0:bottom - y0,
+                                                   left - x0:right - x0]
+        return out
+
+    @property
+    def traces(self):
+        """How many concrete functions were traced (1 expected)."""
+        return self._fn.experimental_get_tracing_count()
 
     def warm_up(self):
         z = np.zeros((16, 16), np.float32)

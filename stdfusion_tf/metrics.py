@@ -155,8 +155,12 @@ def _edge_preservation(g_src, a_src, g_f, a_f):
 
 
 def qabf(f, a, b):
-    """Qabf (Xydeas-Petrovic edge preservation, L = 1)."""
-    f, a, b = (_u8(x).astype(np.float64) for x in (f, a, b))
+    """Qabf (Xydeas-Petrovic edge preservation, L = 1).
+
+    On ``im2double`` images (0..1), as ``analysis_Reference.m`` calls it:
+    with the equal-gradient quirk (G = gF) the scale matters.
+    """
+    f, a, b = (_u8(x).astype(np.float64) / 255.0 for x in (f, a, b))
     gf, af = _sobel(f)
     ga, aa = _sobel(a)
     gb, ab = _sobel(b)

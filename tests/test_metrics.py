@@ -123,9 +123,20 @@ def test_cc_scd_mse_psnr():
     assert M.mse_psnr(base, base, base) == (0.0, math.inf)
 
 
+def test_qabf_equal_gradient_quirk_on_unit_scale():
+    """Where gA == gF the MATLAB code sets G = gF (not 1), on images in
+    [0, 1]: F = A = B with a faint 1-level square has gF <= 4/255, so
+    Qg = Tg / (1 + e^(-15 (G - 0.5))) is ~0 although F copies A."""
+    a = np.zeros((20, 20), np.uint8)
+    a[6:14, 6:14] = 1
+    g = 4 / 255  # the largest Sobel magnitude of a 1-level step
+    bound = 0.9994 / (1 + math.exp(-15 * (g * math.sqrt(2) - 0.5)))
+    assert 0 < M.qabf(a, a, a) < bound < 1e-3
+
+
 def test_qabf_identical_edges():
-    """F = A = B with strong edges: the MATLAB code's equal-gradient case
-    gives G = gF (>= 4 here), so Qg = Tg and Qa = Ta/(1 + e^(-22*0.2))."""
+    """F = A = B with strong edges: G = gF (>= 200/255 here), so Qg = Tg and
+    Qa = Ta/(1 + e^(-22*0.2))."""
     a = np.zeros((20, 20), np.uint8)
     a[:, 10:] = 200
     expected = 0.9994 * 0.9879 / (1 + math.exp(-22 * 0.2))
