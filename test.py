@@ -35,6 +35,14 @@ flags.DEFINE_bool("color", False, "Fuse the luma (Y) of a colour visible "
 flags.DEFINE_bool("paper_activations", False, "Leaky ReLU instead of ELU in "
                   "reconstruction blocks 1-2 (only for weights trained with "
                   "train.py --paper_activations).")
+flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                  "float32 (default, faithful) or bfloat16 compute (Keras "
+                  "mixed_bfloat16; ~1.7x faster on CPUs with AVX512_BF16/AMX "
+                  "and on recent GPUs, PSNR >= 45 dB against float32).  "
+                  "Refused where bf16 is not native.")
+flags.DEFINE_integer("tile_size", None, "Fuse in tiles of this size (with a "
+                     "9-pixel halo each) to bound memory on huge images; "
+                     "the output equals whole-image fusion.  >= 18.")
 flags.DEFINE_string("mirror", None, "Local folder laid out like ../shared/"
                     "upstream to copy the default assets from instead of "
                     "downloading them (default: $STDFUSION_MIRROR).")
@@ -46,14 +54,19 @@ def main(argv):
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
+    fusion.check_precision(FLAGS.precision)  # before any work
+    fusion.check_tile_size(FLAGS.tile_size)
     if FLAGS.checkpoint == assets.DEFAULT_CHECKPOINT:
         assets.ensure_weights(root=".", mirror=FLAGS.mirror)
     if (FLAGS.ir_dir, FLAGS.vi_dir) == ("Test_ir", "Test_vi"):
         assets.ensure_test_data(root=".", mirror=FLAGS.mirror)
     model = load_model(FLAGS.checkpoint,
-                       paper_activations=FLAGS.paper_activations)
+                       paper_activations=FLAGS.paper_activations,
+                       dtype="mixed_bfloat16" if FLAGS.precision == "bfloat16"
+                       else None)
     timings = fusion.fuse_folders(
-        fusion.Fuser(model), FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.output_dir,
+        fusion.Fuser(model, tile_size=FLAGS.tile_size), FLAGS.ir_dir,
+        FLAGS.vi_dir, FLAGS.output_dir,
         save_mode=FLAGS.save_mode, color=FLAGS.color)
     print(f"Fused {len(timings)} pairs into {os.path.abspath(FLAGS.output_dir)}"
           f": {fusion.summarize(timings)} (network only)")

@@ -34,15 +34,19 @@ flags.DEFINE_bool("bf16", True, "Also time --precision=bfloat16 where the "
 FLOP_PER_PIXEL = 5.65e5  # 2 x 282,513 multiply-adds per output pixel
 
 
-def timed(fn, runs):
-    for _ in range(2):
-        fn()
-    times = []
+def timed(fns, runs):
+    """Median, min, max seconds of each function; the functions are run
+    interleaved (a, b, c, a, b, c, ...) so that clock or load drift hits
+    all of them alike."""
+    for fn in fns:
+        fn(), fn()
+    times = [[] for _ in fns]
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), max(times)
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [(statistics.median(t), min(t), max(t)) for t in times]
 
 
 def cases(test_dir):
@@ -88,14 +92,16 @@ def main(argv):
           + (f" {'ours bf16 ms':>22} {'bf16/fp32':>9}" if bf16 else ""))
     for label, (ir, vi) in cases(test_dir):
         flop = FLOP_PER_PIXEL * ir.size
-        base = timed(lambda: tf1(ir, vi), FLAGS.runs)
-        ours = timed(lambda: fp32(ir, vi), FLAGS.runs)
+        fns = [lambda: tf1(ir, vi), lambda: fp32(ir, vi)]
+        if bf16:
+            fns.append(lambda: bf16(ir, vi))
+        base, ours, *rest = timed(fns, FLAGS.runs)
         line = (f"{label:<18} {base[0] * 1e3:8.1f} [{base[1] * 1e3:5.0f}-"
                 f"{base[2] * 1e3:5.0f}] {ours[0] * 1e3:8.1f} [{ours[1] * 1e3:5.0f}-"
                 f"{ours[2] * 1e3:5.0f}] {base[0] / ours[0]:6.2f} "
                 f"{flop / ours[0] / 1e9:8.1f}")
         if bf16:
-            fast = timed(lambda: bf16(ir, vi), FLAGS.runs)
+            fast = rest[0]
             line += (f" {fast[0] * 1e3:8.1f} [{fast[1] * 1e3:5.0f}-"
                      f"{fast[2] * 1e3:5.0f}] {ours[0] / fast[0]:9.2f}")
         print(line, flush=True)
@@ -103,7 +109,8 @@ def main(argv):
           + (f", bf16 {bf16.traces}" if bf16 else "")
           + " (1 each = no retracing across sizes)")
     if not bf16:
-        print("bf16: not timed (no native bf16 on this machine)")
+        print("bf16: not timed (" + ("--nobf16" if not FLAGS.bf16 else
+                                     "no native bf16 on this machine") + ")")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,12 @@ def bf16_supported():
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def check_tile_size(tile_size):
+    if tile_size is not None and tile_size < 2 * HALO:
+        raise InputError(None, f"--tile_size {tile_size} is smaller than "
+                         f"twice the halo ({2 * HALO} pixels)")
+
+
 class Fuser:
     """The network behind one traced function for every image size
     (input signature ``[1, None, None, 1]``: no retracing across sizes).
@@ -55,21 +61,30 @@ class Fuser:
     ``tile_size``: fuse in tiles of that size, each with ``HALO`` pixels of
     context, so that memory is bounded whatever the image size; the output
     is the whole-image output (to float rounding).
+
+    The weights are snapshotted when the Fuser is made and enter the traced
+    graph as constants (``model.stateless_call``), as they do in upstream's
+    TF1 test graph: grappler can then hand oneDNN fused, pre-packed
+    convolutions instead of re-reading variables on every call.
     """
 
     def __init__(self, model, tile_size=None):
         import tensorflow as tf
 
-        if tile_size is not None and tile_size < 2 * HALO:
-            raise InputError(None, f"--tile_size {tile_size} is smaller than "
-                             f"twice the halo ({2 * HALO} pixels)")
+        check_tile_size(tile_size)
         self.model = model
         self.tile_size = tile_size
+        trainable = [np.asarray(v) for v in model.trainable_variables]
+        frozen = [np.asarray(v) for v in model.non_trainable_variables]
+
+        def fuse(ir, vi):
+            fused, _ = model.stateless_call(
+                [tf.constant(w) for w in trainable],
+                [tf.constant(w) for w in frozen], (ir, vi), training=False)
+            return tf.cast(fused, tf.float32)
+
         spec = tf.TensorSpec([1, None, None, 1], tf.float32)
-        self._fn = tf.function(
-            lambda ir, vi: tf.cast(model((ir, vi), training=False),
-                                   tf.float32),
-            input_signature=[spec, spec])
+        self._fn = tf.function(fuse, input_signature=[spec, spec])
 
     def _run(self, ir, vi):
         return self._fn(ir[None, :, :, None],
@@ -122,28 +137,54 @@ def check_pairs(ir_dir, vi_dir):
     return stems, paths
 
 
-def fuse_pair(fuser, ir_path, vi_path, save_mode="minmax", color=False):
-    """-> (uint8 image (gray [H, W] or RGB [H, W, 3]), network seconds)."""
-    ir = images.scale_in(images.read_gray(ir_path))
-    vi = images.scale_in(images.read_gray(vi_path))
-    start = time.perf_counter()
-    fused = fuser(ir, vi)
-    seconds = time.perf_counter() - start
+def load_pair(ir_path, vi_path):
+    """Read and scale one pair like upstream: ([H, W], [H, W]) in [-1, 1]."""
+    return (images.scale_in(images.read_gray(ir_path)),
+            images.scale_in(images.read_gray(vi_path)))
+
+
+def to_image(fused, vi_path, save_mode="minmax", color=False):
+    """Fused [-1, 1] array -> uint8 image (gray, or RGB with ``color``)."""
     out = images.to_uint8(fused, save_mode)
     if color:
         # The paper's RoadScene strategy: the network fuses the luma; the
         # visible image's chroma (Cb, Cr) is put back.
         out = images.merge_color(out, images.read_ycbcr(vi_path))
-    return out, seconds
+    return out
+
+
+def prefetched_pairs(paths, depth=2):
+    """Decoded pairs, read ahead by a ``tf.data`` pipeline (parallel map,
+    prefetch) so that decoding overlaps the network; order is kept."""
+    import tensorflow as tf
+
+    def load(i):
+        ir, vi = load_pair(*paths[int(i)])
+        return ir, vi
+
+    def tf_load(i):
+        ir, vi = tf.numpy_function(load, [i], [tf.float32, tf.float32])
+        return tf.ensure_shape(ir, [None, None]), tf.ensure_shape(vi, [None, None])
+
+    dataset = (tf.data.Dataset.range(len(paths))
+               .map(tf_load, num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+               .prefetch(depth))
+    for ir, vi in dataset:
+        yield ir.numpy(), vi.numpy()
 
 
 def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
                  color=False, ext=".bmp", verbose=1):
     """Fuse every pair; returns [(stem, height, width, seconds)].
 
-    Inputs are all checked first; outputs are written atomically, and if the
-    run fails half-way the files it wrote are removed again.
+    Inputs are all checked first.  Decoding runs ahead in a ``tf.data``
+    pipeline and encoding/saving in a writer thread, both overlapping the
+    network.  Outputs are written atomically, and if the run fails half-way
+    the files it wrote are removed again.
     """
+    import concurrent.futures
+
     import keras
 
     if save_mode not in images.SAVE_MODES:
@@ -152,20 +193,33 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
     stems, paths = check_pairs(ir_dir, vi_dir)
     fuser.warm_up()
     created_dir = not os.path.isdir(str(output_dir))
-    written, timings = [], []
+    targets = [os.path.join(str(output_dir), stem + ext) for stem in stems]
+    timings, pending, written = [], [], []
     bar = keras.utils.Progbar(len(stems), verbose=verbose, unit_name="pair",
                               stateful_metrics=["seconds"])
+
+    def save(fused, i):
+        images.save_image(to_image(fused, paths[i][1], save_mode, color),
+                          targets[i])
+        written.append(targets[i])  # list.append is atomic
+
     try:
-        for i, (stem, (ir_path, vi_path)) in enumerate(zip(stems, paths)):
-            out, seconds = fuse_pair(fuser, ir_path, vi_path, save_mode, color)
-            path = os.path.join(str(output_dir), stem + ext)
-            images.save_image(out, path)
-            written.append(path)
-            timings.append((stem, out.shape[0], out.shape[1], seconds))
-            bar.update(i + 1, values=[("seconds", seconds)])
+        with concurrent.futures.ThreadPoolExecutor(1) as writer:
+            for i, (ir, vi) in enumerate(prefetched_pairs(paths)):
+                start = time.perf_counter()
+                fused = fuser(ir, vi)
+                seconds = time.perf_counter() - start
+                pending.append(writer.submit(save, fused, i))
+                timings.append((stems[i], ir.shape[0], ir.shape[1], seconds))
+                bar.update(i + 1, values=[("seconds", seconds)])
+            for job in pending:
+                job.result()  # re-raise a failed write
         write_timings(timings, os.path.join(str(output_dir), "timings.csv"))
     except BaseException:
-        for path in written:
+        for job in pending:
+            job.cancel()
+        concurrent.futures.wait(pending)
+        for path in written:  # only what this run wrote
             if os.path.exists(path):
                 os.remove(path)
         if created_dir and os.path.isdir(str(output_dir)) \
