@@ -116,8 +116,6 @@ def ensure_weights(group=DEFAULT_WEIGHTS, root=PROJECT_ROOT, mirror=None):
 def main(argv):
     from absl import flags
 
-    from . import cli  # noqa: F401  (quiet TensorFlow)
-
     del argv
     for group in flags.FLAGS.groups:
         paths = fetch(group, root=".", mirror=flags.FLAGS.mirror)

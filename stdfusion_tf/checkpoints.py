@@ -20,6 +20,7 @@ import tempfile
 import numpy as np
 
 from .errors import InputError, one_line
+from .fileio import atomic_output
 
 # Root scopes of the two releases (jiayi-ma, Linfeng-Tang).  Checkpoints we
 # write use STDFusion_model, the name in the released training code.
@@ -202,10 +203,9 @@ def write_state_file(directory, name):
     paths = [p for p in paths if p != name] + [name]
     text = f'model_checkpoint_path: "{name}"\n' + "".join(
         f'all_model_checkpoint_paths: "{p}"\n' for p in paths)
-    tmp = os.path.join(directory, f".{STATE_FILE}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(directory, STATE_FILE))
+    with atomic_output(os.path.join(directory, STATE_FILE)) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
 
 
 # ------------------------------------------------------------------- Keras --
@@ -268,17 +268,8 @@ def save_keras_weights(model, path):
     path = os.path.abspath(str(path))
     if not is_keras_weights(path):
         raise InputError(path, "Keras weights files must end in .weights.h5")
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5",
-                               dir=directory)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -17,12 +17,12 @@ every later patch.  Here names, counts and sizes must agree.
 """
 
 import os
-import tempfile
 
 import numpy as np
 
 from . import images
 from .errors import InputError
+from .fileio import atomic_output
 
 TRAIN_EXTENSIONS = (".bmp", ".tif")
 TRAIN_FOLDERS = ("Train_ir", "Train_vi", "Train_ir_mask_blur")
@@ -111,18 +111,10 @@ def prepare_training_data(folders, checkpoint_dir, size=128, stride=24):
         target = os.path.join(str(checkpoint_dir),
                               os.path.basename(os.path.normpath(str(folder))),
                               "train.h5")
-        os.makedirs(os.path.dirname(target), exist_ok=True)
         # unique temporary name: several workers may share the folder
-        fd, tmp = tempfile.mkstemp(suffix=".h5.tmp",
-                                   dir=os.path.dirname(target))
-        os.close(fd)
-        try:
+        with atomic_output(target, suffix=".h5") as tmp:
             with h5py.File(tmp, "w") as f:
                 f.create_dataset("data", data=patches)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
         out.append(patches)
     return out
 

@@ -13,13 +13,12 @@ import numpy as np
 
 from . import images, metrics
 from .errors import InputError, one_line
+from .fileio import atomic_output
 
 
 def read_u8(path):
     """8-bit gray array as the MATLAB evaluation sees the file."""
-    from PIL import Image
-
-    im = images._open(path)  # sniffed format, full decode, one-line errors
+    im = images.open_image(path)  # sniffed format, full decode, one-line errors
     if im.mode in ("L", "P"):
         return np.asarray(im)  # MATLAB imread: palette indices for 'P'
     if im.mode == "LA":
@@ -196,11 +195,7 @@ def curves_png(rows, columns):
 
 def write_report(out_dir, files):
     """Write {name: str | bytes} into out_dir, each atomically."""
-    os.makedirs(str(out_dir), exist_ok=True)
     for name, content in files.items():
-        path = os.path.join(str(out_dir), name)
-        tmp = path + ".tmp"
-        mode = "wb" if isinstance(content, bytes) else "w"
-        with open(tmp, mode) as f:
-            f.write(content)
-        os.replace(tmp, path)
+        with atomic_output(os.path.join(str(out_dir), name)) as tmp:
+            with open(tmp, "wb" if isinstance(content, bytes) else "w") as f:
+                f.write(content)

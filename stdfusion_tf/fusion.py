@@ -12,6 +12,7 @@ import numpy as np
 
 from . import images
 from .errors import InputError
+from .fileio import atomic_output
 
 
 # Receptive-field radius of the network: the 5x5 conv (2) and seven 3x3
@@ -154,33 +155,24 @@ def to_image(fused, vi_path, save_mode="minmax", color=False):
 
 
 def prefetched_pairs(paths, depth=2):
-    """Decoded pairs, read ahead by a ``tf.data`` pipeline (parallel map,
-    prefetch) so that decoding overlaps the network; order is kept."""
-    import tensorflow as tf
+    """Decoded pairs in order, read ``depth`` ahead by a reader thread so
+    that decoding overlaps the network (which releases the GIL)."""
+    import concurrent.futures
 
-    def load(i):
-        ir, vi = load_pair(*paths[int(i)])
-        return ir, vi
-
-    def tf_load(i):
-        ir, vi = tf.numpy_function(load, [i], [tf.float32, tf.float32])
-        return tf.ensure_shape(ir, [None, None]), tf.ensure_shape(vi, [None, None])
-
-    dataset = (tf.data.Dataset.range(len(paths))
-               .map(tf_load, num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
-               .prefetch(depth))
-    for ir, vi in dataset:
-        yield ir.numpy(), vi.numpy()
+    with concurrent.futures.ThreadPoolExecutor(1) as reader:
+        queue = [reader.submit(load_pair, *p) for p in paths[:depth]]
+        for i in range(len(paths)):
+            if i + depth < len(paths):
+                queue.append(reader.submit(load_pair, *paths[i + depth]))
+            yield queue.pop(0).result()
 
 
 def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
                  color=False, ext=".bmp", verbose=1):
     """Fuse every pair; returns [(stem, height, width, seconds)].
 
-    Inputs are all checked first.  Decoding runs ahead in a ``tf.data``
-    pipeline and encoding/saving in a writer thread, both overlapping the
-    network.  Outputs are written atomically, and if the run fails half-way
+    Inputs are all checked first.  Decoding runs ahead in a reader thread
+    and encoding/saving in a writer thread, both overlapping the network.  Outputs are written atomically, and if the run fails half-way
     the files it wrote are removed again.
     """
     import concurrent.futures
@@ -231,12 +223,11 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
 
 def write_timings(timings, path):
     """``timings.csv``: name,height,width,seconds (read by evaluate.py)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("name,height,width,seconds\n")
-        for stem, h, w, s in timings:
-            f.write(f"{stem},{h},{w},{s:.6f}\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write("name,height,width,seconds\n")
+            for stem, h, w, s in timings:
+                f.write(f"{stem},{h},{w},{s:.6f}\n")
 
 
 def summarize(timings):

@@ -17,17 +17,19 @@ functions are gone from SciPy; this module re-states them with Pillow:
 
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from .errors import InputError, one_line
+from .fileio import atomic_output
 
 IMAGE_EXTENSIONS = (".bmp", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
 SAVE_MODES = ("minmax", "clip")
 
 
-def _open(path):
+def open_image(path):
+    """Pillow image, fully decoded (format sniffed from the content); any
+    problem is a one-line InputError naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     path = str(path)
@@ -57,7 +59,7 @@ def _to_ycbcr(im):
 def read_gray(path):
     """Float32 [H, W] array in 0..255, as ``scipy.misc.imread(path,
     flatten=True, mode='YCbCr')`` returned it."""
-    im = _open(path)
+    im = open_image(path)
     try:
         return np.asarray(_to_ycbcr(im).convert("F"), dtype=np.float32)
     except InputError:
@@ -68,17 +70,17 @@ def read_gray(path):
 
 def read_ycbcr(path):
     """uint8 [H, W, 3] YCbCr planes (Pillow's JPEG-style conversion)."""
-    return np.asarray(_to_ycbcr(_open(path)), dtype=np.uint8)
+    return np.asarray(_to_ycbcr(open_image(path)), dtype=np.uint8)
 
 
 def image_size(path):
     """(H, W) after a full decode (so unreadable files are found early)."""
-    im = _open(path)
+    im = open_image(path)
     return im.size[1], im.size[0]
 
 
 def is_color(path):
-    return _open(path).mode not in ("1", "L", "P", "LA", "I", "F", "I;16")
+    return open_image(path).mode not in ("1", "L", "P", "LA", "I", "F", "I;16")
 
 
 def scale_in(gray):
@@ -95,12 +97,18 @@ def bytescale(data):
     if data.dtype == np.uint8:
         return data
     cmin, cmax = data.min(), data.max()
-    cscale = cmax - cmin
+    return _stretch(data - cmin, cmax - cmin)
+
+
+def _stretch(shifted, cscale):
+    """``(x - cmin) * 255 / cscale``, clipped, ``+ 0.5``, truncated, done in
+    place on ``shifted`` (one temporary for a huge image, same floats)."""
     if cscale == 0:
         cscale = 1
-    scale = data.dtype.type(255.0) / cscale
-    bytedata = (data - cmin) * scale
-    return (bytedata.clip(0, 255) + data.dtype.type(0.5)).astype(np.uint8)
+    shifted *= shifted.dtype.type(255.0) / cscale
+    np.clip(shifted, 0, 255, out=shifted)
+    shifted += shifted.dtype.type(0.5)
+    return shifted.astype(np.uint8)
 
 
 def to_uint8(fused, save_mode="minmax", value_range=None):
@@ -114,17 +122,19 @@ def to_uint8(fused, save_mode="minmax", value_range=None):
     if save_mode not in SAVE_MODES:
         raise InputError(None, f"--save_mode must be one of {SAVE_MODES}, "
                          f"got {save_mode!r}")
-    fused = np.asarray(fused, np.float32)
-    y = (fused + np.float32(1.0)) * np.float32(127.5)
+    y = np.asarray(fused, np.float32) + np.float32(1.0)
+    y *= np.float32(127.5)  # in place: huge images keep one temporary
     if save_mode == "clip":
-        return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+        np.rint(y, out=y)
+        np.clip(y, 0, 255, out=y)
+        return y.astype(np.uint8)
     if value_range is None:
-        return bytescale(y)
-    lo, hi = (np.float32((np.float32(v) + 1) * np.float32(127.5))
-              for v in value_range)
-    cscale = hi - lo if hi != lo else np.float32(1)
-    out = (y - lo) * (np.float32(255.0) / cscale)
-    return (out.clip(0, 255) + np.float32(0.5)).astype(np.uint8)
+        lo, hi = y.min(), y.max()
+    else:
+        lo, hi = (np.float32((np.float32(v) + 1) * np.float32(127.5))
+                  for v in value_range)
+    y -= lo
+    return _stretch(y, hi - lo)
 
 
 def merge_color(fused_y, vi_ycbcr):
@@ -142,18 +152,9 @@ def save_image(array, path):
     format follows the extension."""
     import imageio.v3 as iio
 
-    path = os.path.abspath(str(path))
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    ext = os.path.splitext(path)[1].lower()
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=ext, dir=directory)
-    os.close(fd)
-    try:
+    ext = os.path.splitext(str(path))[1].lower()
+    with atomic_output(path, suffix=ext) as tmp:
         iio.imwrite(tmp, np.asarray(array, np.uint8), extension=ext)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -108,3 +108,70 @@ def max_abs_diff(model, arrays, shape=(2, 75, 61), seed=0):
         graph.close()
     got = np.asarray(model((ir, vi), training=False))
     return float(np.abs(got - expected).max())
+
+
+class ReferenceTraining:
+    """Upstream's training graph: tf.compat.v1 variables initialised from
+    ``init`` arrays, the loss of Eq. (2)-(6) written with tf ops, and
+    ``tf.compat.v1.train.AdamOptimizer(learning_rate).minimize``.
+
+    Independent of the Keras model and of ``losses.py`` (only the block
+    table and the Sobel kernels are shared), for the training-equivalence
+    test and the training-step benchmark.
+    """
+
+    TERMS = ("total", "vi_pixel", "ir_pixel", "vi_grad", "ir_grad")
+
+    def __init__(self, init, learning_rate=1e-3, patch=128):
+        tf = _tf()
+        from .losses import SOBEL_X, SOBEL_Y
+
+        v1 = tf.compat.v1
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            shape = [None, patch, patch, 1]
+            self.ir, self.vi, self.mask = (v1.placeholder(tf.float32, shape)
+                                           for _ in range(3))
+            self.variables = {}
+            with v1.variable_scope("STDFusion_model"):
+                def param(name):
+                    if name not in self.variables:
+                        self.variables[name] = v1.get_variable(
+                            name, initializer=tf.constant(
+                                np.asarray(init[name], np.float32)))
+                    return self.variables[name]
+
+                fused = fusion_graph(self.ir, self.vi, param)
+
+            def gradient(x):
+                f1 = tf.reshape(tf.constant(SOBEL_X), [3, 3, 1, 1])
+                f2 = tf.reshape(tf.constant(SOBEL_Y), [3, 3, 1, 1])
+                return (tf.abs(tf.nn.conv2d(x, f1, [1, 1, 1, 1], "SAME"))
+                        + tf.abs(tf.nn.conv2d(x, f2, [1, 1, 1, 1], "SAME")))
+
+            m = (self.mask + 1) / 2.0
+            t = {"ir_pixel": tf.reduce_mean(m * tf.abs(fused - self.ir)),
+                 "vi_pixel": tf.reduce_mean((1 - m) * tf.abs(fused - self.vi)),
+                 "ir_grad": tf.reduce_mean(
+                     m * tf.abs(gradient(fused) - gradient(self.ir))),
+                 "vi_grad": tf.reduce_mean(
+                     (1 - m) * tf.abs(gradient(fused) - gradient(self.vi)))}
+            t["total"] = (t["vi_pixel"] + t["vi_grad"]
+                          + 7 * t["ir_pixel"] + 7 * t["ir_grad"])
+            self.terms = t
+            self.train_op = v1.train.AdamOptimizer(learning_rate).minimize(
+                t["total"])
+            self.session = v1.Session(graph=self.graph)
+            self.session.run(v1.global_variables_initializer())
+
+    def step(self, ir, vi, mask):
+        """One optimizer step; the loss terms before the update."""
+        out, _ = self.session.run([self.terms, self.train_op], {
+            self.ir: ir, self.vi: vi, self.mask: mask})
+        return {k: float(v) for k, v in out.items()}
+
+    def weights(self):
+        return self.session.run(self.variables)
+
+    def close(self):
+        self.session.close()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from stdfusion_tf.model import Conv, ResBlock, STDFusionNet
+from stdfusion_tf.model import ResBlock, STDFusionNet
 
 
 @pytest.fixture(scope="module")

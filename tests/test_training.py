@@ -148,56 +148,16 @@ def real_batches(upstream):
 
 
 def _tf1_training(init, batches, steps):
-    """Upstream's graph: tf.compat.v1 variables, the loss in tf ops, and
-    AdamOptimizer(1e-3).minimize -- written independently of our Keras
-    code (only the shared architecture table)."""
-    import tensorflow as tf
+    """Upstream's graph (reference.ReferenceTraining: tf.compat.v1
+    variables, the loss in tf ops, AdamOptimizer(1e-3).minimize -- written
+    independently of our Keras code) on 8-patch batches."""
+    from stdfusion_tf.reference import ReferenceTraining
 
-    from stdfusion_tf.reference import fusion_graph
-
-    v1 = tf.compat.v1
-    graph = tf.Graph()
-    with graph.as_default():
-        shape = [None, 128, 128, 1]
-        ir, vi, mask_in = (v1.placeholder(tf.float32, shape) for _ in range(3))
-        with v1.variable_scope("STDFusion_model"):
-            variables = {}
-
-            def param(name):
-                if name not in variables:
-                    variables[name] = v1.get_variable(
-                        name, initializer=tf.constant(init[name]))
-                return variables[name]
-
-            fused = fusion_graph(ir, vi, param)
-
-        def gradient(x):
-            f1 = tf.reshape(tf.constant(losses.SOBEL_X), [3, 3, 1, 1])
-            f2 = tf.reshape(tf.constant(losses.SOBEL_Y), [3, 3, 1, 1])
-            return (tf.abs(tf.nn.conv2d(x, f1, [1, 1, 1, 1], "SAME"))
-                    + tf.abs(tf.nn.conv2d(x, f2, [1, 1, 1, 1], "SAME")))
-
-        mask = (mask_in + 1) / 2.0
-        terms = {
-            "ir_pixel": tf.reduce_mean(mask * tf.abs(fused - ir)),
-            "vi_pixel": tf.reduce_mean((1 - mask) * tf.abs(fused - vi)),
-            "ir_grad": tf.reduce_mean(
-                mask * tf.abs(gradient(fused) - gradient(ir))),
-            "vi_grad": tf.reduce_mean(
-                (1 - mask) * tf.abs(gradient(fused) - gradient(vi)))}
-        terms["total"] = (terms["vi_pixel"] + terms["vi_grad"]
-                          + 7 * terms["ir_pixel"] + 7 * terms["ir_grad"])
-        train_op = v1.train.AdamOptimizer(1e-3).minimize(terms["total"])
-        with v1.Session(graph=graph) as sess:
-            sess.run(v1.global_variables_initializer())
-            history = []
-            for i in range(steps):
-                sl = slice(8 * i, 8 * (i + 1))
-                out, _ = sess.run([terms, train_op], {
-                    ir: batches[0][sl], vi: batches[1][sl],
-                    mask_in: batches[2][sl]})
-                history.append(out)
-            weights = sess.run(variables)
+    tf1 = ReferenceTraining(init)
+    history = [tf1.step(*(b[8 * i:8 * (i + 1)] for b in batches))
+               for i in range(steps)]
+    weights = tf1.weights()
+    tf1.close()
     return history, weights
 
 
