@@ -172,7 +172,8 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
     """Fuse every pair; returns [(stem, height, width, seconds)].
 
     Inputs are all checked first.  Decoding runs ahead in a reader thread
-    and encoding/saving in a writer thread, both overlapping the network.  Outputs are written atomically, and if the run fails half-way
+    and encoding/saving in a writer thread, both overlapping the network.
+    Outputs are written atomically, and if the run fails half-way
     the files it wrote are removed again.
     """
     import concurrent.futures

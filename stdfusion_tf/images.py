@@ -79,10 +79,6 @@ def image_size(path):
     return im.size[1], im.size[0]
 
 
-def is_color(path):
-    return open_image(path).mode not in ("1", "L", "P", "LA", "I", "F", "I;16")
-
-
 def scale_in(gray):
     """0..255 -> [-1, 1], as upstream's test script: ``x / 127.5 - 1``."""
     return np.asarray(gray, np.float32) / np.float32(127.5) - np.float32(1.0)
