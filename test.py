@@ -56,10 +56,8 @@ def main(argv):
         raise flags.UnrecognizedFlagError(argv[1])
     fusion.check_precision(FLAGS.precision)  # before any work
     fusion.check_tile_size(FLAGS.tile_size)
-    if FLAGS.checkpoint == assets.DEFAULT_CHECKPOINT:
-        assets.ensure_weights(root=".", mirror=FLAGS.mirror)
-    if (FLAGS.ir_dir, FLAGS.vi_dir) == ("Test_ir", "Test_vi"):
-        assets.ensure_test_data(root=".", mirror=FLAGS.mirror)
+    assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
+                           FLAGS.mirror)
     model = load_model(FLAGS.checkpoint,
                        paper_activations=FLAGS.paper_activations,
                        dtype="mixed_bfloat16" if FLAGS.precision == "bfloat16"

@@ -78,13 +78,9 @@ def main(argv):
     from stdfusion_tf import assets, images
 
     root = assets.PROJECT_ROOT
-    shared = root.parent / "shared"
-    mirror = assets.default_mirror("roadscene") or (
-        str(shared) if shared.is_dir() else None)
-    assets.fetch("roadscene", root=root, mirror=mirror)
-    up = assets.default_mirror("jiayi-ma-29") or (
-        str(shared / "upstream") if shared.is_dir() else None)
-    checkpoint = assets.ensure_weights(mirror=up)
+    assets.fetch("roadscene", mirror=assets.mirror_or_shared("roadscene"))
+    checkpoint = assets.ensure_weights(
+        mirror=assets.mirror_or_shared("jiayi-ma-29"))
     ir_dir, vi_dir = root / "datasets/RoadScene/ir", root / "datasets/RoadScene/vi"
     stems, paths, _ = images.pair_folders(ir_dir, vi_dir)
     if FLAGS.limit:

@@ -75,9 +75,7 @@ def main(argv):
     from stdfusion_tf.fusion import Fuser, bf16_supported
     from stdfusion_tf.reference import ReferenceGraph
 
-    shared = os.path.join(assets.PROJECT_ROOT.parent, "shared", "upstream")
-    mirror = assets.default_mirror("jiayi-ma-29") or (
-        shared if os.path.isdir(shared) else None)
+    mirror = assets.mirror_or_shared("jiayi-ma-29")
     checkpoint = FLAGS.checkpoint or assets.ensure_weights(mirror=mirror)
     test_dir = str(assets.PROJECT_ROOT)
     assets.ensure_test_data(mirror=mirror)

@@ -72,9 +72,7 @@ def main(argv):
     from stdfusion_tf import assets
 
     root = assets.PROJECT_ROOT
-    shared = root.parent / "shared" / "upstream"
-    mirror = assets.default_mirror("jiayi-ma-29") or (
-        str(shared) if shared.is_dir() else None)
+    mirror = assets.mirror_or_shared("jiayi-ma-29")
     checkpoint = assets.ensure_weights(mirror=mirror)
     assets.ensure_test_data(mirror=mirror)
     pair = (str(root / "Test_ir" / "08.bmp"), str(root / "Test_vi" / "08.bmp"))

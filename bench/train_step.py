@@ -35,9 +35,8 @@ def main(argv):
     from stdfusion_tf.reference import ReferenceTraining
 
     root = assets.PROJECT_ROOT
-    shared = root.parent / "shared" / "upstream"
-    assets.fetch("train_images", root=root, mirror=assets.default_mirror(
-        "train_images") or (str(shared) if shared.is_dir() else None))
+    assets.fetch("train_images",
+                 mirror=assets.mirror_or_shared("train_images"))
     folders = [root / f for f in data.TRAIN_FOLDERS]
     names = data.check_folders(folders)[0][:2]
     patches = [data.build_patches(f, names) for f in folders]

@@ -61,6 +61,15 @@ def default_mirror(group, mirror=None):
     return mirror or os.environ.get(env) or None
 
 
+def mirror_or_shared(group):
+    """The benchmarks' source: the configured mirror, else this workplace's
+    ``../shared`` beside the project when present, else None (download)."""
+    shared = PROJECT_ROOT.parent / "shared"
+    if group not in DATASET_GROUPS:
+        shared = shared / "upstream"
+    return default_mirror(group) or (str(shared) if shared.is_dir() else None)
+
+
 def fetch(group, root=PROJECT_ROOT, mirror=None, verbose=True):
     """Make sure every file of ``group`` is at ``root/<dest>`` with the right
     hash; returns the list of paths."""
@@ -111,6 +120,16 @@ def ensure_weights(group=DEFAULT_WEIGHTS, root=PROJECT_ROOT, mirror=None):
     """Fetch a released checkpoint; returns its TF1 prefix."""
     paths = fetch(group, root, mirror)
     return paths[0][: -len(".index")]
+
+
+def ensure_defaults(checkpoint, ir_dir, vi_dir, mirror=None):
+    """For the command lines: fetch the released weights and the test pairs
+    into the working directory when (and only when) the flags still name
+    upstream's default locations."""
+    if checkpoint == DEFAULT_CHECKPOINT:
+        ensure_weights(root=".", mirror=mirror)
+    if (ir_dir, vi_dir) == ("Test_ir", "Test_vi"):
+        ensure_test_data(root=".", mirror=mirror)
 
 
 def main(argv):

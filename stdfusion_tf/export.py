@@ -133,10 +133,8 @@ def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
-    if FLAGS.checkpoint == assets.DEFAULT_CHECKPOINT:
-        assets.ensure_weights(root=".", mirror=FLAGS.mirror)
-    if (FLAGS.ir_dir, FLAGS.vi_dir) == ("Test_ir", "Test_vi"):
-        assets.ensure_test_data(root=".", mirror=FLAGS.mirror)
+    assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
+                           FLAGS.mirror)
     if os.path.exists(FLAGS.output_dir) and os.listdir(FLAGS.output_dir) \
             and not FLAGS.overwrite:
         raise InputError(FLAGS.output_dir, "exists and is not empty "
