@@ -47,6 +47,44 @@ def test_one_trace_for_all_sizes(model):
     assert fuser.traces == 1
 
 
+def test_block_tails_run_as_one_fused_convolution(model):
+    """What model.bias_add / residual_add are for: after grappler, every
+    block's conv3 + bias + residual sum + activation is one oneDNN kernel,
+    and no bias, sum, leaky ReLU or ELU is left as an op of its own."""
+    import collections
+
+    fn = fusion.Fuser(model)._fn.get_concrete_function()
+    graph = tf.Graph()
+    with graph.as_default():
+        v1 = tf.compat.v1
+        ir, vi = (v1.placeholder(tf.float32, [1, None, None, 1])
+                  for _ in range(2))
+        out, = tf.graph_util.import_graph_def(
+            fn.graph.as_graph_def(), input_map={
+                fn.inputs[0].name: ir, fn.inputs[1].name: vi},
+            return_elements=[fn.outputs[0].name])
+        meta = v1.RunMetadata()
+        x = np.zeros((1, 24, 24, 1), np.float32)
+        with v1.Session() as session:
+            session.run(out, {ir: x, vi: x}, run_metadata=meta,
+                        options=v1.RunOptions(output_partition_graphs=True))
+    nodes = [n for g in meta.partition_graphs for n in g.node]
+    if not any(n.op.startswith("_Mkl") for n in nodes):
+        pytest.skip("this TensorFlow build does not use oneDNN")
+    ops = collections.Counter(n.op for n in nodes)
+    for op in ("AddV2", "AddN", "BiasAdd", "LeakyRelu", "Elu"):
+        assert ops[op] == 0, (op, ops)
+    tails = collections.Counter(
+        tuple(s.decode() for s in n.attr["fused_ops"].list.s)
+        for n in nodes if "Add" in [s.decode() for s in
+                                    n.attr["fused_ops"].list.s])
+    # 5 lrelu blocks in the branches + reconstruction block3; 2 ELU blocks;
+    # block4 keeps its tanh apart (not a fusable activation)
+    assert tails == {("BiasAdd", "Add", "LeakyRelu"): 7,
+                     ("BiasAdd", "Add", "Elu"): 2,
+                     ("BiasAdd", "Add"): 1}, tails
+
+
 def test_tiled_cli_keeps_whole_image_bytescale(upstream, tmp_path):
     """--tile_size: the saved images still match the authors' (min-max
     stretch over the whole image, not per tile)."""
