@@ -7,7 +7,7 @@ $STDFUSION_DATA_MIRROR, ../shared or the pinned origin), end to end: read,
 fuse, min-max save as BMP.
 
 * ours: ``fusion.fuse_folders`` (what test.py runs): one traced function for
-  every size, decoding ahead in a tf.data pipeline, saving in a writer thread;
+  every size, decoding ahead in a reader thread, saving in a writer thread;
 * loop/eager: for each pair read, ``model((ir, vi))`` eagerly, save;
 * loop/predict: the same with ``model.predict`` (Keras retraces for every new
   image size).
