@@ -37,7 +37,7 @@ flags.DEFINE_bool("paper_activations", False, "Leaky ReLU instead of ELU in "
                   "train.py --paper_activations).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                   "float32 (default, faithful) or bfloat16 compute (Keras "
-                  "mixed_bfloat16; ~1.7x faster on CPUs with AVX512_BF16/AMX "
+                  "mixed_bfloat16; ~2x faster on CPUs with AVX512_BF16/AMX "
                   "and on recent GPUs, PSNR >= 45 dB against float32).  "
                   "Refused where bf16 is not native.")
 flags.DEFINE_integer("tile_size", None, "Fuse in tiles of this size (with a "
