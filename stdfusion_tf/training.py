@@ -342,12 +342,15 @@ def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
             if max_steps is not None and global_step >= max_steps:
                 stop = True
                 break
+        # The epoch's last, partial window (216 = 4 x 50 + 16 steps with
+        # the released data) is logged before its checkpoint, so windows
+        # never span two epochs and the log is not silent for those steps.
+        log.flush(lr, epoch, epochs, step, spe)
         if chief:
             prefix = os.path.join(checkpoint_dir, f"Fusion.model-{epoch}")
             written.append(trainer.save(prefix))
         if stop:
             break
-    log.flush(lr, epoch, epochs, step, spe)
     return written
 
 
