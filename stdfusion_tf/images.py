@@ -68,6 +68,46 @@ def read_gray(path):
         raise InputError(path, f"cannot convert image ({one_line(exc)})")
 
 
+def read_gray_cv2(path):
+    """uint8 [H, W] as OpenCV's ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``,
+    how UMF-CMGR's upstream scripts read every image.
+
+    * JPEG: libjpeg decodes straight to its luma plane (``JCS_GRAYSCALE``),
+      which Pillow's ``draft('L', size)`` asks of the same decoder.  For a
+      colour JPEG this is the stored Y plane, not RGB -> gray of the decoded
+      colours (those differ by up to 16 levels);
+    * other colour images: ``cv2.cvtColor(BGR2GRAY)`` in OpenCV's fixed point,
+      ``(4899 R + 9617 G + 1868 B + 8192) >> 14``;
+    * 16-bit gray: scaled to 8 bits as OpenCV does without ``ANYDEPTH``
+      (``>> 8``).
+
+    The format comes from the content, not the extension (upstream's
+    pseudo-infrared images are PNG files named ``.jpg``).
+    """
+    im = open_image(path)
+    try:
+        if im.format == "JPEG" and im.mode in ("RGB", "YCbCr", "L"):
+            from PIL import Image
+
+            im = Image.open(str(path))
+            im.draft("L", im.size)
+            im.load()
+            if im.mode == "L":
+                return np.asarray(im, np.uint8)
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            return (np.asarray(im, np.uint32) >> 8).astype(np.uint8)
+        if im.mode == "L":
+            return np.asarray(im, np.uint8)
+        if im.mode == "LA":
+            return np.asarray(im, np.uint8)[..., 0]
+        rgb = np.asarray(im.convert("RGB"), np.uint32)
+        gray = (4899 * rgb[..., 0] + 9617 * rgb[..., 1] + 1868 * rgb[..., 2]
+                + 8192) >> 14
+        return gray.astype(np.uint8)
+    except Exception as exc:
+        raise InputError(path, f"cannot convert image ({one_line(exc)})")
+
+
 def read_ycbcr(path):
     """uint8 [H, W, 3] YCbCr planes (Pillow's JPEG-style conversion)."""
     return np.asarray(_to_ycbcr(open_image(path)), dtype=np.uint8)
