@@ -75,6 +75,10 @@ flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many "
                      "GPUs).")
 flags.DEFINE_integer("seed", None, "Random seed of the initial weights "
                      "(and of --shuffle).")
+flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                  "bfloat16: Keras mixed_bfloat16 (bf16 convolutions; "
+                  "float32 weights, Adam state and loss), ~1.8x faster per "
+                  "step where bf16 is native (refused elsewhere).")
 flags.DEFINE_string("mirror", None, "Local copy of the upstream files to "
                     "fetch the default training images from "
                     "(default: $STDFUSION_MIRROR).")
@@ -83,7 +87,7 @@ flags.DEFINE_string("mirror", None, "Local copy of the upstream files to "
 def main(argv):
     import tensorflow as tf
 
-    from stdfusion_tf import assets, training
+    from stdfusion_tf import assets, fusion, training
     from stdfusion_tf.data import prepare_training_data
     from stdfusion_tf.errors import InputError
 
@@ -96,6 +100,7 @@ def main(argv):
     if FLAGS.batch_size < 1 or FLAGS.stride < 1 or FLAGS.image_size < 8:
         raise InputError(None, "--batch_size, --stride must be >= 1 and "
                          "--image_size >= 8")
+    fusion.check_precision(FLAGS.precision)  # before any work
     if FLAGS.cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
@@ -120,7 +125,8 @@ def main(argv):
         patches, batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate, epsilon=FLAGS.adam_epsilon,
         mask_norm=FLAGS.mask_norm, paper_activations=FLAGS.paper_activations,
-        shuffle=FLAGS.shuffle, seed=FLAGS.seed or 0, strategy=strategy)
+        shuffle=FLAGS.shuffle, seed=FLAGS.seed or 0, strategy=strategy,
+        precision=FLAGS.precision)
     run_dir = os.path.join(FLAGS.checkpoint_dir,
                            training.run_name(FLAGS.batch_size))
     if FLAGS.resume and FLAGS.init_from:

@@ -18,6 +18,13 @@ Upstream (``train.py`` / ``model.py`` of the release), reproduced:
 Everything runs under a ``tf.distribute`` strategy (the default one on a
 single device); the global batch and the loss are the same on any number of
 replicas.
+
+``precision="bfloat16"`` (ours, not upstream's) trains under Keras'
+``mixed_bfloat16`` policy: the convolutions compute in bf16, while the
+weights, the Adam slots, the loss and its reductions stay float32 (the
+network's bf16 output is cast to float32 before the loss, so the targets,
+the Sobel gradients and the means are float32).  bf16 has float32's exponent
+range, so no loss scaling is needed.
 """
 
 import math
@@ -35,6 +42,7 @@ LOSS_TERMS = ("total", "vi_pixel", "ir_pixel", "vi_grad", "ir_grad")
 BETA_1, BETA_2 = 0.9, 0.999
 TF1_ADAM_EPSILON = 1e-8
 SHOW_EVERY = 50  # upstream's show_num
+PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16"}
 
 
 class TrainingError(Exception):
@@ -87,7 +95,7 @@ class Trainer:
     def __init__(self, patches, batch_size=32, learning_rate=1e-3,
                  epsilon=TF1_ADAM_EPSILON, mask_norm="once",
                  paper_activations=False, shuffle=False, seed=0,
-                 strategy=None):
+                 strategy=None, precision="float32"):
         import keras
         import tensorflow as tf
 
@@ -102,9 +110,14 @@ class Trainer:
         self.mask_norm = mask_norm
         self.shuffle = shuffle
         self.seed = seed
+        if precision not in PRECISIONS:
+            raise InputError(None, f"precision must be one of "
+                             f"{', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
-            self.model = STDFusionNet(paper_activations=paper_activations)
+            self.model = STDFusionNet(paper_activations=paper_activations,
+                                      dtype=PRECISIONS[precision])
             self.optimizer = keras.optimizers.Adam(
                 learning_rate=learning_rate, beta_1=BETA_1, beta_2=BETA_2,
                 epsilon=epsilon)
@@ -154,7 +167,9 @@ class Trainer:
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            fused = self.model((ir, vi), training=True)
+            # float32 for the loss whatever the compute precision (bf16
+            # output against float32 targets would not even type-check).
+            fused = tf.cast(self.model((ir, vi), training=True), tf.float32)
             terms = fusion_loss(fused, ir, vi, mask, self.mask_norm,
                                 global_batch_size=self.batch_size)
         variables = self.model.trainable_variables
@@ -359,5 +374,5 @@ def _log_images(trainer, log, epoch, step, global_step):
     idx = trainer.batch_indices(epoch, step)
     i = idx[1] if len(idx) > 1 else idx[0]
     ir, vi = trainer.ir[i:i + 1], trainer.vi[i:i + 1]
-    fused = np.asarray(trainer.model((ir, vi), training=False))
+    fused = np.asarray(trainer.model((ir, vi), training=False), np.float32)
     log.images(global_step, vi, ir, fused)
