@@ -1,0 +1,55 @@
+"""Register, then fuse, in one run, as upstream's ``Test/test_reg_fusion.py``.
+
+    python -m umf.test_reg_fusion --ir_dir ir_warp --vi_dir vi \
+        --target_dir pseudo_ir --checkpoint_reg reg_0800.pth \
+        --checkpoint_fuse fus_0200.pth --output_dir out
+
+Writes ``<output_dir>/reg/`` (as ``umf.test_reg``) and
+``<output_dir>/fused/<name>.png``.  The fuser gets the registered image as
+computed (float), not re-read from its 8-bit file, as upstream.
+"""
+
+import os
+
+from absl import flags
+
+from stdfusion_tf import cli
+from umf import _common
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("ir_dir", None, "Misaligned (distorted) infrared images.")
+flags.DEFINE_string("vi_dir", None, "Visible images, paired by file name.")
+flags.DEFINE_string("checkpoint_reg", None, "MRRN weights (.pth or "
+                    ".weights.h5); upstream's --ckpt_reg.")
+flags.DEFINE_string("checkpoint_fuse", None, "Fuser weights: DIFN (.pth or "
+                    ".weights.h5; upstream's --ckpt_fus), or for --fuser "
+                    "stdfusionnet a test.py checkpoint (default: released).")
+flags.DEFINE_string("output_dir", None, "Results: reg/ and fused/ inside.")
+flags.DEFINE_enum("fuser", "difn", ["difn", "stdfusionnet"], "The fusion "
+                  "network.")
+flags.DEFINE_bool("color", False, "RGB fused output (visible chroma kept).")
+flags.DEFINE_string("mirror", None, "Local copy of the STDFusionNet release.")
+_common.define_target_flags()
+flags.mark_flags_as_required(["ir_dir", "vi_dir", "output_dir"])
+
+
+def main(argv):
+    from stdfusion_tf.umf import pipeline
+
+    if len(argv) > 1:
+        raise flags.UnrecognizedFlagError(argv[1])
+    pipeline.target_source(FLAGS.target_dir, FLAGS.vi_dir, bool(FLAGS.cpstn),
+                           FLAGS.target)
+    registrar = _common.registrar(FLAGS.checkpoint_reg, FLAGS.cpstn,
+                                  flag="checkpoint_reg")
+    fuser = _common.fuser(FLAGS.fuser, FLAGS.checkpoint_fuse, FLAGS.mirror,
+                          flag="checkpoint_fuse")
+    timings = pipeline.register_and_fuse(
+        registrar, fuser, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.output_dir,
+        FLAGS.target_dir, FLAGS.target, FLAGS.color, FLAGS.save_format)
+    print(f"Registered and fused {len(timings)} pairs into "
+          f"{os.path.abspath(FLAGS.output_dir)}: {_common.summary(timings)}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
