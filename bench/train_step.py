@@ -1,6 +1,7 @@
-"""Training step: ours against upstream's TF1 graph step, same run.
+"""Training step: ours (float32 and bfloat16) against upstream's TF1 graph
+step, same run, and the projected time of the 30-epoch recipe.
 
-    python bench/train_step.py [--runs 5] [--batch_size 32]
+    python bench/train_step.py [--runs 5] [--batch_size 32] [--precisions float32,bfloat16]
 
 Both start from the same weights and run Adam steps on the same batches of
 128x128 training patches (the first of upstream's training pairs, from
@@ -8,7 +9,8 @@ Both start from the same weights and run Adam steps on the same batches of
 stdfusion_tf.training.Trainer.train_step (tf.function under the default
 tf.distribute strategy); baseline: stdfusion_tf.reference.ReferenceTraining
 (tf.compat.v1 graph, AdamOptimizer.minimize, Session.run).  Steps are
-interleaved; prints median / min / max seconds, patches/s and the ratio.
+interleaved; prints median / min / max seconds, patches/s, the ratios and
+the projected hours of 30 epochs of 216 steps (6921 patches / 32).
 """
 
 import os
@@ -25,13 +27,16 @@ from stdfusion_tf import cli  # noqa: E402,F401  (quiet TensorFlow)
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 5, "Timed steps of each (after 2 warm-ups).")
 flags.DEFINE_integer("batch_size", 32, "Patches per step.")
+flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Our precisions to "
+                  "time (bfloat16 is skipped where it is not native).")
+EPOCHS, STEPS_PER_EPOCH = 30, 216  # the released recipe: 6921 // 32
 
 
 def main(argv):
     del argv
     import numpy as np
 
-    from stdfusion_tf import assets, data, training
+    from stdfusion_tf import assets, data, fusion, training
     from stdfusion_tf.reference import ReferenceTraining
 
     root = assets.PROJECT_ROOT
@@ -45,30 +50,46 @@ def main(argv):
                for i in range(FLAGS.runs + 2)]
     if len(batches[-1][0]) < b:
         sys.exit("not enough patches for the requested batches")
-    ours = training.Trainer(tuple(np.concatenate([x[k] for x in batches])
-                                  for k in range(3)), batch_size=b)
-    init = {k: np.asarray(v) for k, v in ours.model.tf1_variables().items()}
+    precisions = [p for p in FLAGS.precisions
+                  if p == "float32" or fusion.bf16_supported()]
+    if len(precisions) < len(FLAGS.precisions):
+        print("bfloat16 skipped: not native on this machine")
+    stacked = tuple(np.concatenate([x[k] for x in batches]) for k in range(3))
+    ours = {p: training.Trainer(stacked, batch_size=b, precision=p)
+            for p in precisions}
+    init = {k: np.asarray(v) for k, v in
+            ours[precisions[0]].model.tf1_variables().items()}
+    for trainer in ours.values():
+        for k, v in trainer.model.tf1_variables().items():
+            v.assign(init[k])
     tf1 = ReferenceTraining(init)
-    dataset = iter(ours.dataset(0))
-    times = {"tf1": [], "ours": []}
+    datasets = {p: iter(t.dataset(0)) for p, t in ours.items()}
+    times = {"tf1": []} | {p: [] for p in precisions}
     for i, batch in enumerate(batches):
-        mine = next(dataset)
         start = time.perf_counter()
         tf1.step(*batch)
-        t1 = time.perf_counter()
-        ours.train_step(mine)
-        t2 = time.perf_counter()
         if i >= 2:
-            times["tf1"].append(t1 - start)
-            times["ours"].append(t2 - t1)
+            times["tf1"].append(time.perf_counter() - start)
+        for p, trainer in ours.items():
+            mine = next(datasets[p])
+            start = time.perf_counter()
+            trainer.train_step(mine)
+            if i >= 2:
+                times[p].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
-    for k, label in (("tf1", "TF1 graph + AdamOptimizer"),
-                     ("ours", "ours (Trainer.train_step)")):
+    labels = {"tf1": "TF1 graph + AdamOptimizer"} | {
+        p: f"ours {p}" for p in precisions}
+    for k, label in labels.items():
         v = times[k]
+        hours = med[k] * EPOCHS * STEPS_PER_EPOCH / 3600
         print(f"{label:<28} {med[k]:6.3f} s [{min(v):.3f}-{max(v):.3f}]  "
-              f"{b / med[k]:6.1f} patches/s")
-    print(f"ratio TF1 / ours = {med['tf1'] / med['ours']:.2f} "
-          f"(batch {b} of 128x128, {FLAGS.runs} steps each)")
+              f"{b / med[k]:6.1f} patches/s  30 epochs ~{hours:4.1f} h")
+    for p in precisions:
+        print(f"ratio TF1 / ours {p} = {med['tf1'] / med[p]:.2f}")
+    if "bfloat16" in med and "float32" in med:
+        print(f"ratio float32 / bfloat16 = "
+              f"{med['float32'] / med['bfloat16']:.2f}")
+    print(f"(batch {b} of 128x128, {FLAGS.runs} steps each, interleaved)")
 
 
 if __name__ == "__main__":
