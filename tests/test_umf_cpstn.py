@@ -17,11 +17,13 @@ TOLERANCE = 1e-4  # max abs, as the issue asks
 
 def fixture_input(size=256):
     """The fixture script's input: [1, size, size, 3] float32 in [-1, 1]
-    (pseudo-random bytes scaled as CPSTN's ToTensor + Normalize(0.5, 0.5))."""
+    (pseudo-random bytes scaled as CPSTN's ToTensor + Normalize(0.5, 0.5),
+    which the script does in NumPy float32 and ``cpstn.scale_in`` here)."""
+    from stdfusion_tf.umf.cpstn import scale_in
+
     i = np.arange(size * size * 3, dtype=np.uint64)
     u8 = ((i * np.uint64(2654435761)) % np.uint64(2 ** 32)) >> np.uint64(24)
-    x = u8.astype(np.float32).reshape(1, size, size, 3) / np.float32(255)
-    return (x - np.float32(0.5)) / np.float32(0.5)
+    return scale_in(u8.astype(np.uint8).reshape(1, size, size, 3))
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +97,24 @@ def test_state_dict_keys():
         f"model.{i}.weight" for i in (0, 2, 5, 8, 11)]
 
 
+def test_to_uint8_truncates_as_tensor2im():
+    from stdfusion_tf.umf.cpstn import to_uint8
+
+    x = np.array([-1.0, -0.999, 0.0, 0.5, 0.999, 1.0], np.float32)
+    expected = ((x + 1) / 2.0 * 255.0).astype(np.uint8)  # float32 maths
+    assert to_uint8(x).tolist() == expected.tolist() == [0, 0, 127, 191,
+                                                         254, 255]
+
+
 def test_sizes():
     from stdfusion_tf.umf.cpstn import CPSTNGenerator, PatchDiscriminator
 
     g = CPSTNGenerator(ngf=4, n_blocks=1)
     assert tuple(g(np.zeros((1, 300, 516, 3), np.float32)).shape) == (
         1, 300, 516, 1)
+    # Not a multiple of 4: 4 * ceil(n / 4), as PyTorch's layers give.
+    assert tuple(g(np.zeros((1, 301, 517, 3), np.float32)).shape) == (
+        1, 304, 520, 1)
     d = PatchDiscriminator(ndf=4)
     assert tuple(d(np.zeros((2, 256, 128, 1), np.float32)).shape) == (
         2, 30, 14, 1)

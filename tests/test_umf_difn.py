@@ -7,7 +7,6 @@ a different third per folder); ``STDFUSION_UMF_FULL=1`` checks all 120.
 """
 
 import os
-import pathlib
 
 import numpy as np
 import pytest

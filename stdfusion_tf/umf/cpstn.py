@@ -7,7 +7,7 @@ pytorch-CycleGAN-and-pix2pix with UMF-CMGR's losses).  The released model
 test_opt.txt``) is run by the ``test`` model, which builds one generator::
 
     define_G(input_nc=3, output_nc=1, ngf=64, netG='resnet_9blocks',
-             norm='instance', use_dropout=not no_dropout=False)
+             norm='instance', use_dropout=False)  # --no_dropout
 
 -> :class:`CPSTNGenerator` (upstream ``ResnetGenerator``, state_dict keys
 ``model.1.weight`` ...; the file is ``latest_net_G.pth``, or
@@ -34,12 +34,13 @@ conv, norm, plus the input), two ``ConvTranspose2d(k3, s2, p1,
 output_padding=1)`` (``model.19``, ``model.22``), ReflectionPad2d(3), 7x7
 conv (``model.26``), tanh.
 
-Sizes: the generator maps H x W to ``4 * ceil-ish`` sizes (two stride-2
-convs, two x2 transposed convs): H and W that are multiples of 4 come back
-unchanged, others do not (upstream's ``preprocess none`` resizes every
-image to a multiple of 4 first, ``__make_power_2(base=4)``).  The
-discriminator maps 256 x 256 to a 30 x 30 map of patch logits (no sigmoid:
-``lsgan``).
+Sizes: the two stride-2 convs give ceil(H / 4) rows at the bottleneck and
+the two x2 transposed convs 4 * ceil(H / 4): H and W that are multiples of
+4 come back unchanged, others come back rounded up to one (upstream's
+``preprocess none`` first resizes every image, bicubic, to
+``round(H / 4) * 4``: ``__make_power_2(base=4)``; a caller that wants the
+input size back pads and crops instead).  The discriminator maps 256 x 256
+to a 30 x 30 map of patch logits (no sigmoid: ``lsgan``).
 
 Inputs/outputs as upstream: RGB in [-1, 1] (``Normalize(0.5, 0.5)`` of
 ``ToTensor``), output in [-1, 1] (tanh); upstream saves it with
@@ -228,6 +229,15 @@ class PatchDiscriminator(_TorchNet):
     def get_config(self):
         return {**super().get_config(), "input_nc": self.input_nc,
                 "ndf": self.ndf, "n_layers": self.n_layers}
+
+
+def scale_in(rgb_u8):
+    """uint8 [..., H, W, 3] -> float32 in [-1, 1] as CPSTN's data loader
+    (``single`` dataset: ``Image.open(path).convert('RGB')``, then
+    ``ToTensor`` = ``u8 / 255`` in float32, ``Normalize(0.5, 0.5)`` =
+    ``(x - 0.5) / 0.5`` in float32)."""
+    x = np.asarray(rgb_u8, np.uint8).astype(np.float32) / np.float32(255)
+    return (x - np.float32(0.5)) / np.float32(0.5)
 
 
 def to_uint8(fake):
