@@ -1,0 +1,448 @@
+"""UMF-CMGR weights: which network a file holds, and state_dict <-> Keras.
+
+Four networks, one in-memory form: the upstream PyTorch ``state_dict``
+(``{key: np.ndarray}`` in PyTorch's layout, as :func:`stdfusion_tf.pth.load_pth`
+returns it).  Each Keras model maps the same keys to its variables
+(``model.torch_variables()``, derived from its layer structure).
+
+=========  ==========================================  ======================
+kind       network (upstream class)                    released file
+=========  ==========================================  ======================
+mrrn       MRRN (``models/deformable_net.py``          ``reg_0800.pth``
+           ``DeformableNet``)
+difn       DIFN (``models/fusion_net.py`` ``FusionNet``)  ``fus_0200.pth``
+cpstn_g    CPSTN generator (``CPSTN/models/networks.py``  ``latest_net_G.pth``
+           ``ResnetGenerator``)
+cpstn_d    CPSTN discriminator (``NLayerDiscriminator``)  ``latest_net_D.pth``
+=========  ==========================================  ======================
+
+What upstream files hold besides the variables, and what is done with it:
+
+* the official UMF-CMGR weights wrap the state dict as ``{'net': ...}``
+  (``Test/test_fuse.py`` reads ``torch.load(ckpt)['net']``); the retrain's
+  are plain.  Both are accepted;
+* a ``module.`` prefix on every key (saved from ``nn.DataParallel``) is
+  removed;
+* MRRN appends its decoder layers to the ``enc`` ModuleList a second time,
+  so its state dict holds each decoder tensor twice: ``enc.6``-``enc.21``
+  are aliases of ``conv2_0`` ... ``predict_flow1b`` (the i-th decoder layer
+  in registration order is ``enc.<6 + i>``).  Each alias is checked to be
+  bitwise equal to its canonical tensor, then dropped;
+* MRRN's two ``spatial_transform*.grid`` buffers (fixed 256 x 256 sampling
+  grids; ours are built per input) are dropped.
+
+The CPSTN networks' widths and depths (``input_nc``, ``output_nc``, ``ngf``,
+``n_blocks``; ``ndf``, ``n_layers``) are read from the tensor shapes, so any
+CycleGAN ``resnet_*blocks`` / ``n_layers`` build with instance norm loads.
+
+Keras ``.weights.h5`` files written by :func:`save_weights` carry the kind
+and these sizes as HDF5 attributes; a file is read dataset by dataset
+against the layout of a freshly built model of its kind (found once per
+kind by saving a model whose i-th variable is filled with i, as
+``checkpoints.keras_h5_layout`` does for STDFusionNet), so a wrong network,
+a missing or mis-shaped variable is a one-line error, never a Keras
+traceback.
+
+Every problem raises :class:`InputError` naming the file and the keys.
+"""
+
+import functools
+import json
+import os
+import re
+import tempfile
+
+import numpy as np
+
+from ..errors import InputError, one_line
+from ..fileio import atomic_output
+from . import layers
+
+KINDS = ("mrrn", "difn", "cpstn_g", "cpstn_d")
+TITLES = {"mrrn": "MRRN", "difn": "DIFN", "cpstn_g": "CPSTN generator",
+          "cpstn_d": "CPSTN discriminator"}
+DEFAULT_CONFIGS = {
+    "mrrn": {}, "difn": {"nfeats": 64},
+    "cpstn_g": {"input_nc": 3, "output_nc": 1, "ngf": 64, "n_blocks": 9},
+    "cpstn_d": {"input_nc": 1, "ndf": 64, "n_layers": 3},
+}
+# HDF5 attributes of the .weights.h5 files written by save_weights.
+H5_KIND = "stdfusion_tf.umf.network"
+H5_CONFIG = "stdfusion_tf.umf.config"
+
+# Wrappers around a state dict: the official UMF-CMGR weights use 'net'.
+WRAPPER_KEYS = ("net", "state_dict")
+DATA_PARALLEL_PREFIX = "module."
+# MRRN's sampling-grid buffers (not variables: ours are built per input).
+GRID_BUFFER = re.compile(r"^spatial_transform\w*\.grid$")
+
+# Keys characteristic of each network (detection only; the full check
+# against the model's variables comes after).
+_SIGNS = {
+    "mrrn": re.compile(r"^(enc\.\d+\.main|conv[12]_[0-2]\.main|"
+                       r"predict_flow[12][ab]|dc_conv[12]_[0-2]\.0|"
+                       r"spatial_transform(_f)?)\."),
+    "difn": re.compile(r"^(conv[12]_1\.0|ir_path\.0|vi_path\.0|fuse|"
+                       r"fuse_res|out_conv)\."),
+    "cpstn_g": re.compile(r"^model\.\d+\.conv_block\.\d+\.(weight|bias)$"),
+    "cpstn_d": re.compile(r"^model\.\d+\.(weight|bias)$"),
+}
+
+
+def _name_list(names, most=3):
+    names = list(names)
+    shown = ", ".join(names[:most])
+    return shown + (f", ... (+{len(names) - most} more)"
+                    if len(names) > most else "")
+
+
+# ------------------------------------------------------------------ models --
+
+def build_model(kind, config=None, dtype=None):
+    """A freshly built (variables created) Keras model of ``kind``."""
+    config = dict(DEFAULT_CONFIGS[kind] if config is None else config)
+    if dtype is not None:
+        config["dtype"] = dtype
+    if kind == "mrrn":
+        from .mrrn import MRRN
+        return MRRN(**config)
+    if kind == "difn":
+        from .difn import DIFN
+        return DIFN(**config)
+    if kind == "cpstn_g":
+        from .cpstn import CPSTNGenerator
+        return CPSTNGenerator(**config)
+    if kind == "cpstn_d":
+        from .cpstn import PatchDiscriminator
+        return PatchDiscriminator(**config)
+    raise ValueError(f"unknown network kind {kind!r}")
+
+
+def kind_of(model):
+    """The kind of a Keras model built by :func:`build_model`."""
+    names = {"MRRN": "mrrn", "DIFN": "difn", "CPSTNGenerator": "cpstn_g",
+             "PatchDiscriminator": "cpstn_d"}
+    for cls in type(model).__mro__:
+        if cls.__name__ in names:
+            return names[cls.__name__]
+    raise ValueError(f"not a UMF-CMGR network: {type(model).__name__}")
+
+
+def mrrn_aliases(model):
+    """{alias prefix: canonical prefix} of MRRN's state dict: the decoder
+    layers (every child not in ``enc``), in registration order, were
+    appended to ``enc`` after its encoder blocks."""
+    children = [name for name, _ in model.torch_children()]
+    encoder = [n for n in children if n.startswith("enc.")]
+    decoder = [n for n in children if not n.startswith("enc.")]
+    return {f"enc.{len(encoder) + i}.": f"{name}."
+            for i, name in enumerate(decoder)}
+
+
+def model_state_dict(model):
+    """{state_dict key: array in PyTorch's layout} of a Keras model (the
+    variables only: no aliases, no buffers)."""
+    return {k: layers.to_torch_layout(np.asarray(v.numpy()))
+            for k, v in model.torch_variables().items()}
+
+
+# ------------------------------------------------------------- detection --
+
+def unwrap_state_dict(obj, path):
+    """The state dict inside a loaded ``.pth`` object: the object itself,
+    ``obj['net']`` (official weights) or ``obj['state_dict']``; a
+    ``module.`` prefix on every key is removed."""
+    if not isinstance(obj, dict):
+        raise InputError(path, f"holds a {type(obj).__name__}, not a state "
+                         "dict")
+    if not any(isinstance(v, np.ndarray) for v in obj.values()):
+        inner = [k for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)]
+        if not inner:
+            raise InputError(path, "holds no tensors and no 'net' state dict "
+                             f"(keys: {_name_list(map(str, obj))})")
+        obj = obj[inner[0]]
+    bad = [str(k) for k, v in obj.items()
+           if not (isinstance(k, str) and isinstance(v, np.ndarray))]
+    if bad:
+        raise InputError(path, "is not a state dict: non-tensor entries "
+                         + _name_list(bad))
+    if obj and all(k.startswith(DATA_PARALLEL_PREFIX) for k in obj):
+        obj = {k[len(DATA_PARALLEL_PREFIX):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def detect(state, path):
+    """(kind, config) of a state dict, from its keys and shapes."""
+    keys = list(state)
+    if not keys:
+        raise InputError(path, "holds an empty state dict")
+    score = {kind: sum(bool(sign.match(k)) for k in keys)
+             for kind, sign in _SIGNS.items()}
+    if score["cpstn_g"]:
+        kind = "cpstn_g"
+    elif score["cpstn_d"] == len(keys):
+        kind = "cpstn_d"
+    else:
+        kind = max(("mrrn", "difn"), key=score.get)
+        if 2 * score[kind] <= len(keys):
+            raise InputError(path, "holds none of MRRN, DIFN, CPSTN "
+                             f"generator/discriminator (keys: "
+                             f"{_name_list(keys)})")
+    return kind, infer_config(kind, {k: v.shape for k, v in state.items()},
+                              path)
+
+
+def infer_config(kind, shapes, path):
+    """The constructor arguments of ``kind`` from state_dict shapes
+    (PyTorch layout).  MRRN and DIFN have fixed sizes upstream."""
+    if kind in ("mrrn", "difn"):
+        return dict(DEFAULT_CONFIGS[kind])
+    convs = {}  # model index -> weight shape, of the top-level model.N convs
+    for key, shape in shapes.items():
+        m = re.match(r"^model\.(\d+)\.weight$", key)
+        if m and len(shape) == 4:
+            convs[int(m.group(1))] = tuple(shape)
+    if not convs:
+        raise InputError(path, f"holds no {TITLES[kind]} convolution "
+                         "(no model.<n>.weight of rank 4)")
+    first, last = convs[min(convs)], convs[max(convs)]
+    if kind == "cpstn_g":
+        blocks = {int(m.group(1)) for k in shapes
+                  for m in [re.match(r"^model\.(\d+)\.conv_block\.", k)] if m}
+        # Conv2d [out, in, k, k] first (input_nc -> ngf) and last
+        # (ngf -> output_nc).
+        return {"input_nc": first[1], "output_nc": last[0], "ngf": first[0],
+                "n_blocks": len(blocks)}
+    # cpstn_d: conv 0 (input_nc -> ndf), n_layers - 1 stride-2 convs, one
+    # stride-1 conv, the 1-channel prediction conv.
+    return {"input_nc": first[1], "ndf": first[0],
+            "n_layers": len(convs) - 2}
+
+
+# ------------------------------------------------------- state dict -> Keras --
+
+def _resolve_aliases(state, aliases, path):
+    out = dict(state)
+    for key in list(state):
+        for alias, canonical in aliases.items():
+            if not key.startswith(alias):
+                continue
+            target = canonical + key[len(alias):]
+            value = out.pop(key)
+            if target not in state:
+                out[target] = value  # only the alias was saved
+            elif (value.shape != state[target].shape
+                  or value.tobytes() != state[target].tobytes()):
+                raise InputError(path, f"alias {key} differs from {target} "
+                                 "(MRRN stores each decoder tensor twice; "
+                                 "the copies must be equal)")
+            break
+    return out
+
+
+def state_dict_to_model(state, path, expect=None, dtype=None):
+    """A state dict (already unwrapped) -> (kind, Keras model), every key and
+    shape checked.  ``expect``: the kind the caller needs."""
+    kind, config = detect(state, path)
+    if expect is not None and kind != expect:
+        raise InputError(path, f"holds {TITLES[kind]} weights, "
+                         f"{TITLES[expect]} expected")
+    if kind == "mrrn":
+        state = {k: v for k, v in state.items() if not GRID_BUFFER.match(k)}
+    try:
+        model = build_model(kind, config, dtype)
+    except (ValueError, TypeError) as exc:
+        raise InputError(path, f"{TITLES[kind]} with {config} cannot be "
+                         f"built: {one_line(exc)}") from None
+    if kind == "mrrn":
+        state = _resolve_aliases(state, mrrn_aliases(model), path)
+    assign_state_dict(model, state, path)
+    return kind, model
+
+
+def assign_state_dict(model, state, path):
+    """Check ``state`` (PyTorch layout) against the model's variables --
+    missing, unexpected, mis-shaped, non-float -- and assign it."""
+    variables = model.torch_variables()
+    title = TITLES[kind_of(model)]
+    missing = [k for k in variables if k not in state]
+    extra = [k for k in state if k not in variables]
+    if missing:
+        raise InputError(path, f"{len(missing)} {title} key(s) missing: "
+                         + _name_list(missing))
+    if extra:
+        raise InputError(path, f"{len(extra)} unexpected key(s) for "
+                         f"{title}: " + _name_list(extra))
+    arrays, bad = {}, []
+    for key, var in variables.items():
+        value = layers.from_torch_layout(state[key])
+        if tuple(value.shape) != tuple(var.shape):
+            bad.append(f"{key} {tuple(state[key].shape)} (expected "
+                       f"{tuple(layers.to_torch_layout(np.empty(var.shape)).shape)})")
+        elif not np.issubdtype(value.dtype, np.floating) and \
+                value.dtype.name != "bfloat16":
+            bad.append(f"{key} is {value.dtype}, not floating point")
+        else:
+            arrays[key] = value
+    if bad:
+        raise InputError(path, "mis-shaped tensor(s): " + _name_list(bad))
+    for key, var in variables.items():
+        var.assign(np.asarray(arrays[key], dtype=var.dtype))
+    return model
+
+
+def read_pth(path, expect=None, dtype=None):
+    """An upstream ``.pth`` -> (kind, Keras model)."""
+    from ..pth import load_pth
+
+    state = unwrap_state_dict(load_pth(path), path)
+    return state_dict_to_model(state, path, expect, dtype)
+
+
+# ----------------------------------------------------------------- Keras --
+
+def is_keras_weights(path):
+    return str(path).endswith(".weights.h5")
+
+
+@functools.lru_cache(maxsize=8)
+def _h5_layout(kind, config_json):
+    """{dataset path in a .weights.h5: (state_dict key, Keras shape)}."""
+    import h5py
+
+    model = build_model(kind, json.loads(config_json))
+    variables = model.torch_variables()
+    names = list(variables)
+    for i, var in enumerate(variables.values()):
+        var.assign(np.full(var.shape, i, dtype=var.dtype))
+    with tempfile.TemporaryDirectory() as tmp:
+        file = os.path.join(tmp, "layout.weights.h5")
+        model.save_weights(file)
+        layout = {}
+        with h5py.File(file, "r") as f:
+            def visit(name, obj):
+                if isinstance(obj, h5py.Dataset):
+                    value = np.asarray(obj)
+                    index = int(value.flat[0]) if value.size else -1
+                    if 0 <= index < len(names) and \
+                            tuple(value.shape) == tuple(variables[names[index]].shape):
+                        layout[name] = (names[index], tuple(value.shape))
+            f.visititems(visit)
+    if sorted(k for k, _ in layout.values()) != sorted(names):
+        raise RuntimeError(f"{kind}: .weights.h5 layout does not map one to "
+                           "one onto torch_variables()")
+    return layout
+
+
+def h5_layout(kind, config=None):
+    config = DEFAULT_CONFIGS[kind] if config is None else config
+    return _h5_layout(kind, json.dumps(config, sort_keys=True))
+
+
+def _read_h5(path):
+    """(attrs, {dataset path: array}) of a .weights.h5."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: f.attrs[k] for k in (H5_KIND, H5_CONFIG)
+                     if k in f.attrs}
+            found = {}
+            f.visititems(lambda n, o: found.__setitem__(n, o[()])
+                         if isinstance(o, h5py.Dataset) else None)
+    except Exception as exc:  # h5py raises OSError, KeyError, ...
+        raise InputError(path, "unreadable or truncated .weights.h5 "
+                         f"({one_line(exc)})") from None
+    return attrs, found
+
+
+def read_keras(path, expect=None, dtype=None):
+    """A ``.weights.h5`` of one of the networks -> (kind, Keras model)."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise InputError(path, "no such file")
+    attrs, found = _read_h5(path)
+    if H5_KIND in attrs:
+        kind = str(attrs[H5_KIND])
+        try:
+            config = json.loads(str(attrs.get(H5_CONFIG, "{}")))
+        except ValueError:
+            raise InputError(path, f"damaged {H5_CONFIG} attribute") from None
+        if kind not in KINDS or not isinstance(config, dict):
+            raise InputError(path, f"unknown network {kind!r:.40}")
+    else:
+        # A file written by plain model.save_weights: match its datasets
+        # against the default builds.
+        # (The first match wins; the small networks are tried first.)
+        candidates = [expect] if expect else list(KINDS)
+        matches = next(([k] for k in candidates
+                        if set(h5_layout(k)) == set(found)), [])
+        if not matches:
+            if expect:
+                kind, config = expect, DEFAULT_CONFIGS[expect]
+            else:
+                raise InputError(path, "is not a .weights.h5 of MRRN, DIFN "
+                                 f"or a CPSTN network ({len(found)} "
+                                 "datasets, e.g. "
+                                 f"{_name_list(sorted(found), 2)})")
+        else:
+            kind, config = matches[0], DEFAULT_CONFIGS[matches[0]]
+    if expect is not None and kind != expect:
+        raise InputError(path, f"holds {TITLES[kind]} weights, "
+                         f"{TITLES[expect]} expected")
+    layout = h5_layout(kind, config)
+    missing = [layout[k][0] for k in layout if k not in found]
+    extra = sorted(k for k in found if k not in layout)
+    if missing:
+        raise InputError(path, f"{len(missing)} {TITLES[kind]} variable(s) "
+                         "missing: " + _name_list(missing))
+    if extra:
+        raise InputError(path, f"{len(extra)} unexpected dataset(s) for "
+                         f"{TITLES[kind]}: " + _name_list(extra))
+    bad = [f"{layout[k][0]} {tuple(found[k].shape)} (expected "
+           f"{layout[k][1]})" for k in layout
+           if tuple(found[k].shape) != layout[k][1]]
+    if bad:
+        raise InputError(path, "mis-shaped variable(s): " + _name_list(bad))
+    model = build_model(kind, config, dtype)
+    variables = model.torch_variables()
+    for h5name, (key, _) in layout.items():
+        variables[key].assign(np.asarray(found[h5name],
+                                         dtype=variables[key].dtype))
+    return kind, model
+
+
+def save_weights(model, path):
+    """``model.save_weights`` to a temporary name (with the network's kind
+    and sizes as attributes), then renamed into place."""
+    import h5py
+
+    path = os.path.abspath(str(path))
+    if not is_keras_weights(path):
+        raise InputError(path, "Keras weights files must end in .weights.h5")
+    if os.path.isdir(path):
+        raise InputError(path, "is a folder")
+    kind = kind_of(model)
+    config = infer_config(kind, {k: v.shape for k, v in
+                                 model_state_dict(model).items()}, path)
+    with atomic_output(path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp, overwrite=True)
+        with h5py.File(tmp, "a") as f:
+            f.attrs[H5_KIND] = kind
+            f.attrs[H5_CONFIG] = json.dumps(config, sort_keys=True)
+    return path
+
+
+def load_network(path, expect=None, dtype=None):
+    """A ``.pth`` (converted on the fly) or ``.weights.h5`` -> (kind, model).
+    ``expect``: 'mrrn', 'difn', 'cpstn_g' or 'cpstn_d' (None: any)."""
+    if expect is not None and expect not in KINDS:
+        raise ValueError(f"unknown network kind {expect!r}")
+    path = str(path)
+    if is_keras_weights(path):
+        return read_keras(path, expect, dtype)
+    if os.path.isdir(path):
+        raise InputError(path, "is a folder, not a .pth or .weights.h5 file")
+    if not os.path.isfile(path):
+        raise InputError(path, "no such file")
+    return read_pth(path, expect, dtype)
