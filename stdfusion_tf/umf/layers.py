@@ -235,3 +235,109 @@ def instance_norm(x, eps=1e-5):
     mean = ops.mean(x, axis=(1, 2), keepdims=True)
     var = ops.mean(ops.square(x - mean), axis=(1, 2), keepdims=True)
     return (x - mean) / ops.sqrt(var + eps)
+
+
+# --- Containers and parameter-free modules -------------------------------
+# Upstream builds its networks as ``nn.Sequential`` lists in which padding,
+# normalisation and activation modules take an index too (CycleGAN's
+# ``model.1.weight`` follows ``model.0 = ReflectionPad2d``).  Mirroring every
+# module, parameter-free ones included, keeps the indices -- and so the
+# state_dict keys -- derived from the structure.
+
+
+class Sequential(TorchModule):
+    """``nn.Sequential``: runs its modules in order; child names are their
+    indices (``"0"``, ``"1"``, ...)."""
+
+    def __init__(self, modules, **kwargs):
+        super().__init__(**kwargs)
+        self.modules = list(modules)
+
+    def call(self, x):
+        for module in self.modules:
+            x = module(x)
+        return x
+
+    def torch_children(self):
+        return [(str(i), m) for i, m in enumerate(self.modules)]
+
+
+class _Op(TorchModule):
+    """A parameter-free module: ``fn(x)``."""
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="stdfusion_tf.umf")
+class ReLU(_Op):
+    def call(self, x):
+        return ops.relu(x)
+
+
+@keras.saving.register_keras_serializable(package="stdfusion_tf.umf")
+class LeakyReLU(_Op):
+    def __init__(self, negative_slope=0.01, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = negative_slope
+
+    def call(self, x):
+        return ops.leaky_relu(x, negative_slope=self.negative_slope)
+
+    def get_config(self):
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+@keras.saving.register_keras_serializable(package="stdfusion_tf.umf")
+class Tanh(_Op):
+    def call(self, x):
+        return ops.tanh(x)
+
+
+@keras.saving.register_keras_serializable(package="stdfusion_tf.umf")
+class Sigmoid(_Op):
+    def call(self, x):
+        return ops.sigmoid(x)
+
+
+@keras.saving.register_keras_serializable(package="stdfusion_tf.umf")
+class Pad2d(_Op):
+    """``nn.ReflectionPad2d(p)`` / ``nn.ReplicationPad2d(p)`` /
+    ``nn.ZeroPad2d(p)`` (``mode`` as :func:`pad2d`)."""
+
+    def __init__(self, padding, mode="reflect", **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+        self.mode = mode
+
+    def call(self, x):
+        p = self.padding
+        return pad2d(x, (p, p, p, p), self.mode)
+
+    def compute_output_shape(self, input_shape):
+        p = 2 * self.padding
+        return (input_shape[0],
+                None if input_shape[1] is None else input_shape[1] + p,
+                None if input_shape[2] is None else input_shape[2] + p,
+                input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding,
+                "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="stdfusion_tf.umf")
+class InstanceNorm2d(_Op):
+    """``nn.InstanceNorm2d(affine=False, track_running_stats=False)`` (the
+    CycleGAN 'instance' norm): no parameters, no buffers, so no state_dict
+    entries; see :func:`instance_norm`."""
+
+    def __init__(self, eps=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = eps
+
+    def call(self, x):
+        return instance_norm(x, self.eps)
+
+    def get_config(self):
+        return {**super().get_config(), "eps": self.eps}
