@@ -7,7 +7,7 @@ no PyTorch needed)."""
 import numpy as np
 import pytest
 
-from conftest import SHARED, assert_one_line_error, run_cli
+from conftest import ROOT, SHARED, assert_one_line_error, run_cli
 from pth_writer import Call, write_pth
 
 WEIGHTS = SHARED / "umf-cmgr" / "weights"
@@ -167,3 +167,74 @@ def test_existing_folder_as_dst(umf_weights, tmp_path):
                    umf_weights / "fus_0200.pth", "--dst", dst)
     assert_one_line_error(proc, str(dst), "is a folder")
     assert list(dst.iterdir()) == []
+
+
+def test_cpstn_detected_with_sizes_from_shapes(tmp_path):
+    """The CPSTN fixtures (upstream networks.py at width 8, made by
+    tests/fixtures/make_cpstn_fixture.py): kind and sizes read from the
+    keys and shapes, also DataParallel-prefixed and wrapped; the sizes
+    travel in the .weights.h5."""
+    from stdfusion_tf.errors import InputError
+    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.umf import weights
+
+    fixtures = ROOT / "tests" / "fixtures"
+    g_state = load_pth(fixtures / "cpstn_G_ngf8.pth")
+    src = write_pth(tmp_path / "latest_net_G.pth",
+                    {"net": {f"module.{k}": v for k, v in g_state.items()}})
+    kind, g = weights.load_network(src)
+    assert kind == "cpstn_g"
+    assert (g.input_nc, g.output_nc, g.ngf, g.n_blocks) == (3, 1, 8, 9)
+    assert weights.detect(g_state, src)[1] == {
+        "input_nc": 3, "output_nc": 1, "ngf": 8, "n_blocks": 9}
+    got = weights.model_state_dict(g)
+    assert got.keys() == g_state.keys()
+    assert all(got[k].tobytes() == g_state[k].tobytes() for k in got)
+    h5 = weights.save_weights(g, tmp_path / "g.weights.h5")
+    kind, again = weights.load_network(h5, expect="cpstn_g")
+    assert all(np.array_equal(weights.model_state_dict(again)[k], got[k])
+               for k in got)
+    with pytest.raises(InputError, match="holds CPSTN generator weights, "
+                       "MRRN expected"):
+        weights.load_network(h5, expect="mrrn")
+    kind, d = weights.load_network(fixtures / "cpstn_D_ndf8.pth")
+    assert kind == "cpstn_d"
+    assert weights.detect(load_pth(fixtures / "cpstn_D_ndf8.pth"), "d")[1] \
+        == {"input_nc": 1, "ndf": 8, "n_layers": 3}
+
+
+def test_keras_weights_files(fus_state, tmp_path):
+    """.weights.h5: a plain model.save_weights file is recognised by its
+    layout; a wrong network, a damaged file, a variable missing: one line."""
+    import h5py
+
+    from stdfusion_tf.errors import InputError
+    from stdfusion_tf.umf import weights
+
+    _, model = weights.state_dict_to_model(dict(fus_state), "fus_0200.pth")
+    plain = tmp_path / "plain.weights.h5"
+    model.save_weights(str(plain))  # no kind attributes
+    kind, back = weights.load_network(plain)
+    assert kind == "difn"
+    assert all(v.tobytes() == fus_state[k].tobytes()
+               for k, v in weights.model_state_dict(back).items())
+    with pytest.raises(InputError, match="holds DIFN weights, MRRN expected"):
+        weights.load_network(weights.save_weights(
+            model, tmp_path / "d.weights.h5"), expect="mrrn")
+    cut = tmp_path / "cut.weights.h5"
+    data = plain.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(InputError, match="unreadable or truncated"):
+        weights.load_network(cut)
+    holed = tmp_path / "holed.weights.h5"
+    holed.write_bytes(data)
+    with h5py.File(holed, "a") as f:
+        names = []
+        f.visititems(lambda n, o: names.append(n)
+                     if isinstance(o, h5py.Dataset) else None)
+        del f[names[0]]
+    with pytest.raises(InputError) as err:
+        weights.load_network(holed, expect="difn")
+    assert "1 DIFN variable(s) missing" in str(err.value)
+    with pytest.raises(InputError, match="is not a .weights.h5 of MRRN"):
+        weights.load_network(holed)
