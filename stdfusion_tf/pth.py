@@ -268,10 +268,13 @@ def _latin1_encode(text, encoding="latin1"):
 
 
 def _describe_non_zip(path, head):
-    if head.startswith(LEGACY_MAGIC) or head[:2] == b"\x80\x02":
+    if head.startswith(LEGACY_MAGIC):
         return ("is in the legacy (pre-1.6, non-zip) torch.save format, which "
                 "is not supported: re-save it with PyTorch >= 1.6 "
                 "(torch.save(torch.load(f), f))")
+    if head[:1] == b"\x80":
+        return ("is a bare pickle, not a torch.save zip archive (only the zip "
+                "format of PyTorch >= 1.6 is read)")
     if head.startswith(ZIP_MAGIC):
         return "is a damaged or truncated zip archive (no readable directory)"
     return "is not a PyTorch .pth file (not a zip archive)"
