@@ -70,11 +70,12 @@ def validate(kind, model, src):
     figures = ref.compare_with_reference(kind, model, shared, FLAGS.pairs)
     what = {"mrrn": "registered ir_warp -> pseudo_ir vs reference/reg",
             "difn": "fused ir_reg + vi_256 vs reference/fused_reg"}[kind]
-    print(f"Validation on {len(figures['names'])} pair(s) "
-          f"({', '.join(figures['names'])}), {what}: max abs diff = "
-          f"{figures['max_gray']} gray level(s), "
-          f"{100 * figures['identical']:.3f}% identical pixels "
-          f"(tolerance {FLAGS.tolerance_gray})")
+    names = figures["names"]
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    print(f"Validation on {len(names)} pair(s) ({shown}), {what}: "
+          f"max abs diff = {figures['max_gray']} gray level(s), "
+          f"{100 * figures['identical']:.3f}% identical pixels in the worst "
+          f"image (tolerance {FLAGS.tolerance_gray})")
     if figures["max_gray"] > FLAGS.tolerance_gray:
         raise InputError(src, f"converted {kind} differs from the upstream "
                          f"outputs by {figures['max_gray']} gray levels > "
