@@ -101,6 +101,8 @@ def main(argv):
     dst = weights.check_destination(FLAGS.dst)
     if weights.is_keras_weights(FLAGS.src):
         raise InputError(FLAGS.src, "is already a Keras .weights.h5 file")
+    if os.path.isdir(FLAGS.src):
+        raise InputError(FLAGS.src, "is a folder, not a .pth file")
     if not os.path.isfile(FLAGS.src):
         raise InputError(FLAGS.src, "no such file")
     expect = None if FLAGS.network == "auto" else FLAGS.network

@@ -4,7 +4,8 @@ so that the converter's bad cases can be made without PyTorch.
 The pickle is emitted opcode by opcode (protocol 2, as torch.save writes):
 dicts as ``collections.OrderedDict``, arrays as
 ``torch._utils._rebuild_tensor_v2(<persistent storage id>, offset, size,
-stride, False, OrderedDict())``, and :class:`Call` as any global called with
+stride, False, OrderedDict())`` (:class:`Strided` for other layouts), and
+:class:`Call` as any global called with
 arguments (to craft a forbidden one).  ``torch.load(weights_only=True)``
 reads these files as it reads torch.save's (checked once when this was
 written).
@@ -29,6 +30,15 @@ class Call:
 
     def __init__(self, module, name, *args):
         self.module, self.name, self.args = module, name, args
+
+
+class Strided:
+    """Pickles as a tensor viewing ``array``'s storage with any layout
+    (``size``, ``stride`` in elements, ``offset``)."""
+
+    def __init__(self, array, size, stride, offset=0):
+        self.array, self.size = np.asarray(array), tuple(size)
+        self.stride, self.offset = tuple(stride), offset
 
 
 def _global(module, name):
@@ -63,16 +73,19 @@ def _pickle(obj, storages):
         if isinstance(o, Call):
             return _global(o.module, o.name) + _tuple(o.args, emit) + b"R"
         if isinstance(o, np.ndarray):
+            stride = [int(np.prod(o.shape[i + 1:])) for i in range(o.ndim)]
+            return emit(Strided(o.ravel(), o.shape, stride))
+        if isinstance(o, Strided):
+            a = o.array
             key = str(len(storages))
-            flat = np.ascontiguousarray(o).astype(o.dtype.newbyteorder("<"))
+            flat = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"))
             storages[key] = flat.tobytes()
             pid = (b"(" + _text("storage")
-                   + _global("torch", STORAGE_TYPES[o.dtype]) + _text(key)
-                   + _text("cpu") + _int(o.size) + b"tQ")
-            stride = [int(np.prod(o.shape[i + 1:])) for i in range(o.ndim)]
+                   + _global("torch", STORAGE_TYPES[a.dtype]) + _text(key)
+                   + _text("cpu") + _int(a.size) + b"tQ")
             return (_global("torch._utils", "_rebuild_tensor_v2") + b"("
-                    + pid + _int(0) + _tuple(o.shape, emit)
-                    + _tuple(stride, emit) + b"\x89"
+                    + pid + _int(o.offset) + _tuple(o.size, emit)
+                    + _tuple(o.stride, emit) + b"\x89"
                     + _global("collections", "OrderedDict") + b")R" + b"tR")
         raise TypeError(f"cannot write {type(o).__name__}")
     return b"\x80\x02" + emit(obj) + b"."
