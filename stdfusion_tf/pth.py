@@ -38,6 +38,8 @@ from .errors import InputError, one_line
 ZIP_MAGIC = b"PK\x03\x04"
 # Pickle protocol 2 header + LONG1 of torch's legacy magic number
 # 0x1950a86a20f9469cfc6c, the first object of a pre-1.6 torch.save file.
+# Largest copy of an expanded (stride-0) tensor that is made.
+MAX_REPEATED_BYTES = 1 << 30
 LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
@@ -217,6 +219,13 @@ class _StateDictUnpickler(pickle.Unpickler):
                              f"{stride}, offset {offset}) reaches past the end "
                              f"of storage {storage.key} ({flat.size} "
                              "elements)")
+        count = int(np.prod(size, dtype=np.int64))
+        if count > flat.size and count * flat.itemsize > MAX_REPEATED_BYTES:
+            # Stride-0 (expanded) tensors are views in torch; a copy this big
+            # is refused rather than allocated.
+            raise InputError(self.path, f"tensor of size {size} repeats its "
+                             f"{flat.size}-element storage {storage.key} to "
+                             f"{count * flat.itemsize} bytes; refused")
         view = np.lib.stride_tricks.as_strided(
             flat[offset:], shape=size,
             strides=[s * flat.itemsize for s in stride], writeable=False)
@@ -268,10 +277,13 @@ def _latin1_encode(text, encoding="latin1"):
 
 
 def _describe_non_zip(path, head):
-    if head.startswith(LEGACY_MAGIC) or head[:2] == b"\x80\x02":
+    if head.startswith(LEGACY_MAGIC):
         return ("is in the legacy (pre-1.6, non-zip) torch.save format, which "
                 "is not supported: re-save it with PyTorch >= 1.6 "
                 "(torch.save(torch.load(f), f))")
+    if head[:1] == b"\x80":
+        return ("is a bare pickle, not a torch.save zip archive (only the zip "
+                "format of PyTorch >= 1.6 is read)")
     if head.startswith(ZIP_MAGIC):
         return "is a damaged or truncated zip archive (no readable directory)"
     return "is not a PyTorch .pth file (not a zip archive)"

@@ -148,3 +148,25 @@ def test_shared_weights(name, count):
     sd = load_pth(path)  # reg_0800 holds CUDA tensors (location 'cuda:0')
     assert len(sd) == count
     assert all(v.dtype in (np.float32, np.int64) for v in sd.values())
+
+
+def test_strided_layouts_and_bounds(tmp_path):
+    """Layouts written by tests/pth_writer.py: an offset, transposed view is
+    read; a view past its storage's end and a stride-0 tensor that would
+    copy its 1-element storage to 4 GiB are refused (one line)."""
+    from pth_writer import Strided, write_pth
+
+    base = np.arange(20, dtype=np.float32)
+    src = write_pth(tmp_path / "ok.pth", {
+        "t": Strided(base, (3, 4), (1, 5), offset=2)})
+    # t[i, j] = storage[offset + i * 1 + j * 5]
+    want = base[2 + np.arange(3)[:, None] + 5 * np.arange(4)[None, :]]
+    np.testing.assert_array_equal(load_pth(src)["t"], want)
+    past = write_pth(tmp_path / "past.pth", {
+        "t": Strided(base, (4, 5), (5, 1), offset=1)})
+    with pytest.raises(InputError, match="reaches past the end of storage"):
+        load_pth(past)
+    big = write_pth(tmp_path / "big.pth", {
+        "t": Strided(base[:1], (2 ** 30,), (0,))})
+    with pytest.raises(InputError, match="repeats its 1-element storage"):
+        load_pth(big)

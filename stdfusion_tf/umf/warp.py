@@ -28,7 +28,9 @@ def _linear_taps(in_size, out_size):
     ``i0 = int(src)``, ``i1 = i0 + (i0 < in - 1)``, ``w1 = src - i0``."""
     in_f = ops.cast(in_size, "float32")
     out_f = ops.cast(out_size, "float32")
-    scale = ops.where(out_f > 1, (in_f - 1) / ops.maximum(out_f - 1, 1), 0.0)
+    # divide_no_nan: 0 for a 1-pixel output, as PyTorch; and a true division
+    # in a TensorFlow graph too (see ``_true_divide``).
+    scale = ops.divide_no_nan(in_f - 1, out_f - 1)
     src = scale * ops.cast(ops.arange(out_size), "float32")
     i0 = ops.minimum(ops.cast(ops.floor(src), "int32"), in_size - 1)
     i1 = ops.minimum(i0 + 1, in_size - 1)
@@ -104,6 +106,18 @@ def identity_grid(h, w):
     return ops.stack([rows, cols], axis=-1)[None]
 
 
+def _true_divide(x, size):
+    """``x / size`` as a true float32 division, like PyTorch's.
+
+    A plain ``/`` by a constant is rewritten by TensorFlow's graph optimiser
+    (grappler constant folding) into a multiplication by the rounded
+    reciprocal, one ulp off for some values: in a ``tf.function`` (Keras'
+    ``predict``) that moved ~8x more pixels of the 40 reference registrations
+    off upstream's by one gray level than eager mode.  ``divide_no_nan`` is
+    not rewritten (and ``size`` is never 0 here)."""
+    return ops.divide_no_nan(x, ops.cast(size, "float32"))
+
+
 def warp(image, flow):
     """Upstream's ``SpatialTransformer(image, flow)[0]``.
 
@@ -117,6 +131,6 @@ def warp(image, flow):
     """
     h, w = ops.shape(flow)[1], ops.shape(flow)[2]
     locs = identity_grid(h, w) + flow
-    rows = 2.0 * (locs[..., 0] / ops.cast(h - 1, "float32") - 0.5)
-    cols = 2.0 * (locs[..., 1] / ops.cast(w - 1, "float32") - 0.5)
+    rows = 2.0 * (_true_divide(locs[..., 0], h - 1) - 0.5)
+    cols = 2.0 * (_true_divide(locs[..., 1], w - 1) - 0.5)
     return grid_sample(image, rows, cols)

@@ -56,7 +56,9 @@ import numpy as np
 
 from ..errors import InputError, one_line
 from ..fileio import atomic_output
-from . import layers
+
+# Keras (via .layers) is imported only where a model is built or read, so
+# that a bad file is refused before TensorFlow starts.
 
 KINDS = ("mrrn", "difn", "cpstn_g", "cpstn_d")
 TITLES = {"mrrn": "MRRN", "difn": "DIFN", "cpstn_g": "CPSTN generator",
@@ -142,6 +144,8 @@ def mrrn_aliases(model):
 def model_state_dict(model):
     """{state_dict key: array in PyTorch's layout} of a Keras model (the
     variables only: no aliases, no buffers)."""
+    from . import layers
+
     return {k: layers.to_torch_layout(np.asarray(v.numpy()))
             for k, v in model.torch_variables().items()}
 
@@ -260,9 +264,18 @@ def state_dict_to_model(state, path, expect=None, dtype=None):
     return kind, model
 
 
+def _torch_shape(keras_shape):
+    """The PyTorch-layout shape of a variable (inverse of
+    ``layers.from_torch_layout`` on shapes)."""
+    s = tuple(keras_shape)
+    return (s[3], s[2], s[0], s[1]) if len(s) == 4 else s
+
+
 def assign_state_dict(model, state, path):
     """Check ``state`` (PyTorch layout) against the model's variables --
     missing, unexpected, mis-shaped, non-float -- and assign it."""
+    from . import layers
+
     variables = model.torch_variables()
     title = TITLES[kind_of(model)]
     missing = [k for k in variables if k not in state]
@@ -278,7 +291,7 @@ def assign_state_dict(model, state, path):
         value = layers.from_torch_layout(state[key])
         if tuple(value.shape) != tuple(var.shape):
             bad.append(f"{key} {tuple(state[key].shape)} (expected "
-                       f"{tuple(layers.to_torch_layout(np.empty(var.shape)).shape)})")
+                       f"{_torch_shape(var.shape)})")
         elif not np.issubdtype(value.dtype, np.floating) and \
                 value.dtype.name != "bfloat16":
             bad.append(f"{key} is {value.dtype}, not floating point")
@@ -412,24 +425,36 @@ def read_keras(path, expect=None, dtype=None):
     return kind, model
 
 
-def save_weights(model, path):
-    """``model.save_weights`` to a temporary name (with the network's kind
-    and sizes as attributes), then renamed into place."""
+def write_weights(model, path):
+    """``model.save_weights(path)`` plus the network's kind and sizes as
+    HDF5 attributes (not atomic: :func:`save_weights` is)."""
     import h5py
 
+    kind = kind_of(model)
+    config = infer_config(kind, {k: v.shape for k, v in
+                                 model_state_dict(model).items()}, path)
+    model.save_weights(str(path), overwrite=True)
+    with h5py.File(str(path), "a") as f:
+        f.attrs[H5_KIND] = kind
+        f.attrs[H5_CONFIG] = json.dumps(config, sort_keys=True)
+    return str(path)
+
+
+def check_destination(path):
+    """A writable ``.weights.h5`` destination (not a folder)."""
     path = os.path.abspath(str(path))
     if not is_keras_weights(path):
         raise InputError(path, "Keras weights files must end in .weights.h5")
     if os.path.isdir(path):
-        raise InputError(path, "is a folder")
-    kind = kind_of(model)
-    config = infer_config(kind, {k: v.shape for k, v in
-                                 model_state_dict(model).items()}, path)
+        raise InputError(path, "is a folder, not a .weights.h5 file")
+    return path
+
+
+def save_weights(model, path):
+    """:func:`write_weights` to a temporary name, renamed into place."""
+    path = check_destination(path)
     with atomic_output(path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp, overwrite=True)
-        with h5py.File(tmp, "a") as f:
-            f.attrs[H5_KIND] = kind
-            f.attrs[H5_CONFIG] = json.dumps(config, sort_keys=True)
+        write_weights(model, tmp)
     return path
 
 
