@@ -80,7 +80,7 @@ def test_same_seed_same_bytes_and_per_image_independence(tmp_path):
 @pytest.mark.parametrize("resample", ["once", "twice"])
 def test_image_is_the_original_resampled_at_p_plus_d(resample):
     u8 = _scene((96, 128))
-    deformed, d = D.make_misaligned(u8, D.generator(3, "s"), alpha=4,
+    deformed, d, _ = D.make_misaligned(u8, D.generator(3, "s"), alpha=4,
                                     resample=resample)
     ii, jj = np.mgrid[0:96, 0:128]
     once = D.to_uint8(D.sample((u8 / 255.0).astype(np.float32),
@@ -121,7 +121,7 @@ def test_displacement_statistics():
 
 def test_inverse_undoes_the_deformation():
     u8 = _scene((80, 100))
-    deformed, d = D.make_misaligned(u8, D.generator(5, "inv"), alpha=10,
+    deformed, d, _ = D.make_misaligned(u8, D.generator(5, "inv"), alpha=10,
                                     resample="once")
     f = D.invert_displacement(d).astype(np.float64)
     ii, jj = np.mgrid[0:80, 0:100].astype(np.float64)
@@ -143,7 +143,7 @@ def test_inverse_undoes_the_deformation():
 
 @pytest.mark.parametrize("shape", [(7, 300), (300, 517)])
 def test_any_size(shape):
-    deformed, d = D.make_misaligned(_scene(shape), D.generator(0, "z"))
+    deformed, d, _ = D.make_misaligned(_scene(shape), D.generator(0, "z"))
     assert deformed.shape == shape and d.shape == (2,) + shape
 
 

@@ -52,9 +52,15 @@ in the folder.  Float64 NumPy/SciPy (data preparation, not a network).
 """
 
 import hashlib
+import json
+import os
 
 import numpy as np
 from scipy import ndimage
+
+from .. import images
+from ..errors import InputError
+from ..fileio import atomic_output
 
 KERNEL_SIZE = 101
 SIGMA = 16.0
@@ -167,7 +173,8 @@ RESAMPLINGS = ("twice", "once")
 def make_misaligned(u8, rng, translate=TRANSLATE, alpha=ALPHA,
                     kernel_size=KERNEL_SIZE, sigma=SIGMA, padding="zeros",
                     resample="twice"):
-    """One deformed image: (uint8 [H, W], displacement float32 [2, H, W]).
+    """One deformed image: (uint8 [H, W], displacement float32 [2, H, W],
+    translation (t_y, t_x) pixels).
 
     ``u8`` is read as upstream reads it (``u8 / 255`` in float32).
     ``resample='twice'`` (default) resamples as upstream (translation, then
@@ -190,7 +197,7 @@ def make_misaligned(u8, rng, translate=TRANSLATE, alpha=ALPHA,
         h, w = u8.shape
         ii, jj = np.mgrid[0:h, 0:w].astype(np.float64)
         deformed = sample(image, ii + d[0], jj + d[1], padding)
-    return to_uint8(deformed), d.astype(np.float32)
+    return to_uint8(deformed), d.astype(np.float32), translation
 
 
 def invert_displacement(d, iterations=100, tol=1e-6):
@@ -199,22 +206,35 @@ def invert_displacement(d, iterations=100, tol=1e-6):
     (``registered(p) = deformed(p + f(p))``) would estimate.
 
     Fixed-point iteration from ``f = -d``, ``d`` read bilinearly (clamped
-    at the border); stops when no pixel moves by more than ``tol`` px.  It
-    converges while ``d`` is a contraction (|grad d| < 1: the smooth fields
-    made here have |grad d| of about 0.01-0.1).  Returns float32."""
+    at the border); a pixel stops when its step is at most ``tol`` px
+    (later steps only revisit the pixels still moving).  It converges
+    where ``d`` is a contraction (|grad d| < 1): the smooth fields made here
+    have |grad d| of a few hundredths inside the image (a few steps); near
+    the border, where upstream's clamp flattens the sampling grid (slope
+    near -1), convergence is slow and the inverse is ill-defined where the
+    clamp maps several pixels to one position.  Returns float32."""
     d = np.asarray(d, np.float64)
     _, h, w = d.shape
     ii, jj = np.mgrid[0:h, 0:w].astype(np.float64)
     f = -d
+    rows, cols = ii.ravel(), jj.ravel()  # the pixels still moving
+    fy, fx = f[0].ravel(), f[1].ravel()
+    index = np.arange(h * w)
+    out_y, out_x = fy.copy(), fx.copy()
     for _ in range(iterations):
-        rows, cols = ii + f[0], jj + f[1]
-        new = -np.stack([sample(d[0], rows, cols, "border"),
-                         sample(d[1], rows, cols, "border")])
-        step = np.abs(new - f).max()
-        f = new
-        if step <= tol:
+        at = [rows + fy, cols + fx]
+        ny = -ndimage.map_coordinates(d[0], at, order=1, mode="nearest",
+                                      prefilter=False)
+        nx = -ndimage.map_coordinates(d[1], at, order=1, mode="nearest",
+                                      prefilter=False)
+        moving = np.maximum(np.abs(ny - fy), np.abs(nx - fx)) > tol
+        out_y[index], out_x[index] = ny, nx
+        if not moving.any():
             break
-    return f.astype(np.float32)
+        rows, cols, index = rows[moving], cols[moving], index[moving]
+        fy, fx = ny[moving], nx[moving]
+    return np.stack([out_y.reshape(h, w), out_x.reshape(h, w)]).astype(
+        np.float32)
 
 
 # ------------------------------------------------------------- folders --
@@ -238,8 +258,6 @@ def _check_settings(seed, translate, alpha, kernel_size, sigma, padding,
     if resample not in RESAMPLINGS:
         problems.append(f"--resample must be one of {RESAMPLINGS}")
     if problems:
-        from ..errors import InputError
-
         raise InputError(None, problems[0])
 
 
@@ -252,13 +270,6 @@ def make_folder(ir_dir, output_dir, seed, translate=TRANSLATE, alpha=ALPHA,
 
     Every input is decoded (and the settings checked) before anything is
     written; each file is written atomically.  Returns the stems."""
-    import json
-    import os
-
-    from .. import images
-    from ..errors import InputError
-    from ..fileio import atomic_output
-
     _check_settings(seed, translate, alpha, kernel_size, sigma, padding,
                     resample)
     table = images.by_stem(ir_dir)
@@ -273,22 +284,24 @@ def make_folder(ir_dir, output_dir, seed, translate=TRANSLATE, alpha=ALPHA,
               "padding": padding, "resample": resample,
               "flow": "float32 [2, H, W]: rows/dy, cols/dx, pixels; "
                       "deformed(p) = original(p + d(p))",
+              "translation": "pixels the content moved (rows down, cols "
+                             "right) before the elastic step",
               "images": {}}
     for stem in stems:
         source = os.path.join(str(ir_dir), table[stem])
         u8 = images.read_gray_cv2(source)
         rng = generator(seed, stem)
-        deformed, d = make_misaligned(u8, rng, translate, alpha, kernel_size,
-                                      sigma, padding, resample)
+        deformed, d, (t_y, t_x) = make_misaligned(
+            u8, rng, translate, alpha, kernel_size, sigma, padding, resample)
         images.save_image(deformed, os.path.join(str(output_dir),
                                                  stem + ".png"))
         with atomic_output(os.path.join(str(output_dir), "flow",
                                         stem + ".npy"), suffix=".npy") as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, d)
-        (t_y, t_x), _ = draw(generator(seed, stem), u8.shape, translate)
         record["images"][stem] = {"source": table[stem],
-                                  "translation_px": [t_y, t_x]}
+                                  "translation": {"rows": t_y,
+                                                  "cols": t_x}}
     with atomic_output(os.path.join(str(output_dir), "misaligned.json"),
                        suffix=".json") as tmp:
         with open(tmp, "w") as f:
