@@ -1,4 +1,4 @@
-"""Seeded misaligned benchmarks: umf.make_misaligned / stdfusion_tf.umf.deform."""
+"""Seeded misaligned benchmarks: umf.make_misaligned, umf.deform."""
 
 import json
 import pathlib
@@ -65,12 +65,15 @@ def test_same_seed_same_bytes_and_per_image_independence(tmp_path):
     D.make_folder(tmp_path / "ir", tmp_path / "c", seed=8)
     D.make_folder(tmp_path / "one", tmp_path / "d", seed=7)
     files = ["x.png", "y.png", "flow/x.npy", "flow/y.npy", "misaligned.json"]
+    def read(folder, f):
+        return (tmp_path / folder / f).read_bytes()
+
     for f in files:
-        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+        assert read("a", f) == read("b", f)
         if f != "misaligned.json":
-            assert (tmp_path / "a" / f).read_bytes() != (tmp_path / "c" / f).read_bytes()
+            assert read("a", f) != read("c", f)
     for f in ("y.png", "flow/y.npy"):  # whatever else is in the folder
-        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "d" / f).read_bytes()
+        assert read("a", f) == read("d", f)
     d = np.load(tmp_path / "a" / "flow" / "x.npy")
     assert d.dtype == np.float32 and d.shape == (2, 40, 50)
     record = json.loads((tmp_path / "a" / "misaligned.json").read_text())

@@ -1,4 +1,4 @@
-"""Registration metrics (upstream Evaluation/metrics.py) and umf.evaluate_reg."""
+"""Registration metrics (upstream Evaluation/metrics.py), umf.evaluate_reg."""
 
 import csv
 
@@ -176,7 +176,7 @@ def test_epe_from_make_misaligned_flows(small):
     for stem in ("a", "b"):
         np.save(small / "reg" / "flow" / f"{stem}.npy",
                 -np.load(small / "reg" / "flow" / f"{stem}.npy"))
-    rows, columns = reg_evaluation.evaluate_folders(
+    rows, columns, _ = reg_evaluation.evaluate_folders(
         small / "mis", small / "reg", small / "gt", small / "reg" / "flow",
         small / "mis" / "flow")
     assert columns[-1] == "EPE"
@@ -194,10 +194,13 @@ def test_bad_input(small):
     gt_a = (small / "gt" / "a.png").read_bytes()
     (small / "reg" / "c.png").write_bytes(gt_a)
     bad("unpaired")  # c only among the registered images
+    proc = _evaluate_reg(small, "--allow_missing", out=False)
+    assert proc.returncode == 0 and "Skipped 1 name(s)" in proc.stdout
     (small / "reg" / "c.png").unlink()
     write_gray(small / "reg" / "b.png", np.zeros((36, 45)))
     bad("size mismatch")
-    (small / "reg" / "b.png").write_bytes((small / "gt" / "b.png").read_bytes())
+    gt_b = (small / "gt" / "b.png").read_bytes()
+    (small / "reg" / "b.png").write_bytes(gt_b)
     (small / "empty").mkdir()
     proc = run_cli("-m", "umf.evaluate_reg", "--warped_dir", small / "empty",
                    "--registered_dir", small / "reg", "--gt_dir",

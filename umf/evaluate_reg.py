@@ -35,6 +35,8 @@ flags.DEFINE_string("true_flow_dir", None, "The true displacements written "
                     "by umf.make_misaligned (<stem>.npy, deformed(p) = "
                     "original(p + d(p))): adds the end-point error of the "
                     "registration flow against the flow that undoes them.")
+flags.DEFINE_bool("allow_missing", False, "Skip (and report) names missing "
+                  "from some image folder instead of stopping.")
 flags.mark_flags_as_required(["warped_dir", "registered_dir", "gt_dir"])
 
 
@@ -46,9 +48,13 @@ def main(argv):
     flow_dir = FLAGS.flow_dir
     if FLAGS.true_flow_dir and not flow_dir:
         flow_dir = os.path.join(FLAGS.registered_dir, "flow")
-    rows, columns = reg_evaluation.evaluate_folders(
+    rows, columns, skipped = reg_evaluation.evaluate_folders(
         FLAGS.warped_dir, FLAGS.registered_dir, FLAGS.gt_dir,
-        flow_dir=flow_dir, true_flow_dir=FLAGS.true_flow_dir)
+        flow_dir=flow_dir, true_flow_dir=FLAGS.true_flow_dir,
+        allow_missing=FLAGS.allow_missing)
+    if skipped:
+        print(f"Skipped {len(skipped)} name(s) missing from some folder: "
+              + ", ".join(skipped))
     table, per_image, mean = reg_evaluation.report(rows, columns)
     if FLAGS.out_dir:
         from stdfusion_tf.evaluation import write_report

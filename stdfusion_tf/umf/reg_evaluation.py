@@ -8,8 +8,8 @@ semantics, ``stdfusion_tf.images.read_gray_cv2``) and paired by file stem
 anything is written.
 """
 
-import io
 import csv
+import io
 import os
 
 import numpy as np
@@ -54,8 +54,11 @@ def _read(path, shape=None, what="the ground truth"):
 
 
 def evaluate_folders(warped_dir, registered_dir, gt_dir, flow_dir=None,
-                     true_flow_dir=None, progress=None):
-    """-> (rows [{method, name, metric: value}], columns).
+                     true_flow_dir=None, allow_missing=False, progress=None):
+    """-> (rows [{method, name, metric: value}], columns, skipped stems).
+
+    A stem missing from one of the three folders is an error unless
+    ``allow_missing`` (then it is skipped and returned).
 
     Rows come in pairs per image: method ``warped`` (deformed vs ground
     truth) and ``registered`` (registered vs ground truth).  With
@@ -69,7 +72,8 @@ def evaluate_folders(warped_dir, registered_dir, gt_dir, flow_dir=None,
     if (flow_dir is None) != (true_flow_dir is None):
         raise InputError(None, "end-point error needs both --flow_dir and "
                          "--true_flow_dir")
-    stems, paths, _ = images.pair_folders(warped_dir, registered_dir, gt_dir)
+    stems, paths, skipped = images.pair_folders(
+        warped_dir, registered_dir, gt_dir, allow_missing=allow_missing)
     columns = list(reg_metrics.IMAGE_METRICS) + (
         ["EPE"] if flow_dir is not None else [])
     rows = []
@@ -95,7 +99,7 @@ def evaluate_folders(warped_dir, registered_dir, gt_dir, flow_dir=None,
         rows += [before, after]
         if progress:
             progress(i + 1, len(stems))
-    return rows, columns
+    return rows, columns, skipped
 
 
 def report(rows, columns):
