@@ -18,9 +18,9 @@ Upstream (``data/get_test_data.py``) made its deformed infrared images
 
 As released upstream the identity grid of step 2 does not match its sampling
 convention: ``linspace(-1, 1)`` read with ``align_corners=False`` puts column
-``j`` at ``j W/(W-1) - 1/2``, a zoom by ``W/(W-1)`` about the centre (half a
-pixel at the borders, where the zero padding can darken the first and last rows
-and columns by up to half).  That is kept (it is part of what the released
+``j`` at ``j W/(W-1) - 1/2``, a zoom by ``W/(W-1)`` about the centre (half
+a pixel at the borders, where the zero padding can darken the first and
+last rows and columns by up to half).  That is kept (it is part of what the released
 benchmark is), and it is part of the written displacement.
 
 Written displacement ``d`` (float32 [2, H, W], channel 0 = rows/dy,
@@ -43,8 +43,8 @@ deformation is therefore not ``-d(p)`` but the ``f`` with
 ``original(p) = deformed(p + f(p))``, i.e. ``p + f(p) + d(p + f(p)) = p``:
 ``f(p) = -d(p + f(p))``, computed by :func:`invert_displacement` (a
 fixed-point iteration; for these smooth, small fields it converges to 1e-6
-px in a few steps inside the image, slower at the clamped borders).  End-point errors compare the estimated flow with that
-``f``.
+px in a few steps inside the image, slower at the clamped borders).
+End-point errors compare the estimated flow with that ``f``.
 
 Randomness is a NumPy ``Generator`` seeded per image from ``(seed, file
 stem)``, so an image's deformation does not depend on which other images are
