@@ -20,8 +20,8 @@ As released upstream the identity grid of step 2 does not match its sampling
 convention: ``linspace(-1, 1)`` read with ``align_corners=False`` puts column
 ``j`` at ``j W/(W-1) - 1/2``, a zoom by ``W/(W-1)`` about the centre (half
 a pixel at the borders, where the zero padding can darken the first and
-last rows and columns by up to half).  That is kept (it is part of what the released
-benchmark is), and it is part of the written displacement.
+last rows and columns by up to half).  That is kept (it is part of what
+the released benchmark is), and it is part of the written displacement.
 
 Written displacement ``d`` (float32 [2, H, W], channel 0 = rows/dy,
 channel 1 = columns/dx, pixels): the exact composed sampling position of the
