@@ -208,7 +208,7 @@ def test_cuda_division_reproduces_gpu_outputs_closer(state_dict, umf_shared,
     got = register(loaded(state_dict, division="cuda"), stems)
     fractions = jpeg_identical(got, stems, tmp_path)
     assert min(fractions.values()) >= 0.998
-    assert sum(f == 1 for f in fractions.values()) >= 8
+    assert sum(f == 1 for f in fractions.values()) >= 6  # measured: 9
     for s in stems:
         want = np.asarray(Image.open(umf_shared / "reference" / "reg" /
                                      f"{s}.png"))
