@@ -42,13 +42,17 @@ def canonical(state_dict):
             and not (k.startswith("enc.") and int(k.split(".")[1]) >= 6)}
 
 
-@pytest.fixture(scope="module")
-def model(state_dict):
-    net = mrrn.MRRN()
+def loaded(state_dict, **kwargs):
+    net = mrrn.MRRN(**kwargs)
     weights = canonical(state_dict)
     for key, var in net.torch_variables().items():
         var.assign(layers.from_torch_layout(weights[key]))
     return net
+
+
+@pytest.fixture(scope="module")
+def model(state_dict):
+    return loaded(state_dict)
 
 
 def load(path):
@@ -163,24 +167,53 @@ def test_reproduces_reference_registrations(model, umf_shared):
                                    atol=1e-3, err_msg=path.name)
 
 
-def test_reproduces_stored_jpegs(model, umf_shared, tmp_path):
-    """All 221 stored ``ir_reg`` JPEGs (cv2.imwrite, quality 95; Pillow's
-    quality-95 grayscale JPEG decodes identically to OpenCV's).  The stored
-    files came from another machine: pixels on a .5 rounding boundary flip
-    some 8 x 8 blocks, hence >= 99 % rather than all."""
+def jpeg_identical(got, stems, folder):
+    """{stem: fraction of pixels identical} of our registered images saved
+    as upstream does (cv2.imwrite JPEG quality 95; Pillow's quality-95
+    grayscale JPEG decodes identically to OpenCV's), decoded, against the
+    stored ``ir_reg`` JPEGs."""
     from PIL import Image
 
+    out = {}
+    for s in stems:
+        path = folder / f"{s}.jpg"
+        Image.fromarray(got[s][0]).save(path, quality=95)
+        out[s] = identical(read_gray_cv2(path), read_gray_cv2(
+            UMF / "RoadScene" / "ir_reg" / f"{s}.jpg"))
+    return out
+
+
+def test_reproduces_stored_jpegs(model, umf_shared, tmp_path):
+    """All 221 stored ``ir_reg`` JPEGs.  They were made on a GPU: pixels on
+    a .5 rounding boundary flip some 8 x 8 blocks, hence >= 99 % rather than
+    all (measured: 99.55 % for the worst image, 99.87 % on average)."""
     stems = sorted(p.stem for p in (umf_shared / "RoadScene" / "ir_reg")
                    .glob("*.jpg"))
     assert len(stems) == 221
-    got = register(model, stems)
+    for s, fraction in jpeg_identical(register(model, stems), stems,
+                                      tmp_path).items():
+        assert fraction >= 0.99, s
+
+
+def test_cuda_division_reproduces_gpu_outputs_closer(state_dict, umf_shared,
+                                                     tmp_path):
+    """``division='cuda'`` (PyTorch-CUDA's reciprocal multiply in the grid
+    normalisation) on 16 pairs: most stored JPEGs reproduced exactly (over
+    all 221: 137 exactly, vs 8 with the default CPU rounding), and still
+    within the tolerance of the CPU references."""
+    from PIL import Image
+
+    stems = sorted(p.stem for p in (umf_shared / "reference" / "reg")
+                   .glob("*.png"))[:16]
+    got = register(loaded(state_dict, division="cuda"), stems)
+    fractions = jpeg_identical(got, stems, tmp_path)
+    assert min(fractions.values()) >= 0.998
+    assert sum(f == 1 for f in fractions.values()) >= 6  # measured: 9
     for s in stems:
-        path = tmp_path / f"{s}.jpg"
-        Image.fromarray(got[s][0]).save(path, quality=95)
-        ours = read_gray_cv2(path)
-        stored = read_gray_cv2(umf_shared / "RoadScene" / "ir_reg" /
-                               f"{s}.jpg")
-        assert identical(ours, stored) >= 0.99, s
+        want = np.asarray(Image.open(umf_shared / "reference" / "reg" /
+                                     f"{s}.png"))
+        assert np.abs(got[s][0].astype(int) - want).max() <= 1, s
+        assert identical(got[s][0], want) >= 0.999, s
 
 
 def test_any_size_matches_upstream_on_padded_input(model):

@@ -155,14 +155,25 @@ class MRRN(keras.Model):
     * ``flow`` [N, H, W, 2] in pixels, channel 0 = rows (dy), 1 = columns
       (dx); ``registered[i, j] = src[i + dy, j + dx]`` (bilinear).
 
+    ``division``: how the grid normalisation ``loc / (size - 1)`` is
+    rounded -- ``'cpu'`` (default) as PyTorch on CPU (a true division: the
+    lossless references in ../shared), ``'cuda'`` as PyTorch on a GPU (a
+    multiplication by the float32 reciprocal: what made the released and
+    stored ``ir_reg`` outputs).  One ulp in a sample coordinate; it moves a
+    few pixels by one gray level (see the tests for the figures).
+
     ``return_pyramid=True`` also returns upstream's ``int_flow1`` (1/2 size)
     and ``int_flow2`` (1/4 size) -- of the padded input when it was padded --
     which the training loss needs.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, division="cpu", **kwargs):
         kwargs.setdefault("name", "mrrn")
         super().__init__(**kwargs)
+        if division not in warp.DIVISIONS:
+            raise ValueError(f"division must be one of {warp.DIVISIONS}, "
+                             f"got {division!r}")
+        self.division = division
         dtype = self.dtype_policy
         self.enc = [ConvBlock(i, o, s, name=f"enc_{k}", dtype=dtype)
                     for k, (i, o, s) in enumerate(ENCODER)]
@@ -233,8 +244,8 @@ class MRRN(keras.Model):
     def call(self, inputs, training=None, return_pyramid=False):
         del training  # no dropout or normalisation
         tgt, src = inputs
-        tgt = ops.convert_to_tensor(tgt, "float32")
-        src = ops.convert_to_tensor(src, "float32")
+        tgt = ops.cast(tgt, "float32")
+        src = ops.cast(src, "float32")
         h, w = ops.shape(src)[1], ops.shape(src)[2]
         # Static sizes (eager, JAX, a traced fixed shape): pad only when
         # needed.  Unknown sizes (a graph traced for any H x W): always go
@@ -254,7 +265,7 @@ class MRRN(keras.Model):
         upfeat2 = warp.upsample_flow(x)
         int_flow2 = self._refine(2, flow2)
         up_int_flow2 = warp.upsample_flow(int_flow2)
-        features_s_warped = warp.warp(c11, up_int_flow2)
+        features_s_warped = warp.warp(c11, up_int_flow2, self.division)
 
         # Level 1 (1/2 size): the head predicts a residual on the up-sampled
         # level-2 flow.
@@ -266,8 +277,8 @@ class MRRN(keras.Model):
 
         # Full size.
         flow = warp.upsample_flow(int_flow1)
-        registered = warp.warp(src, flow)
-        tgt_warped = warp.warp(tgt, -flow)
+        registered = warp.warp(src, flow, self.division)
+        tgt_warped = warp.warp(tgt, -flow, self.division)
         if padded:
             registered = registered[:, :h, :w, :]
             tgt_warped = tgt_warped[:, :h, :w, :]
@@ -279,6 +290,15 @@ class MRRN(keras.Model):
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape[1])
         return shape, shape, shape[:-1] + (2,)
+
+    def get_config(self):
+        return {**super().get_config(), "division": self.division}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("trainable", None)
+        return cls(**config)
 
     def torch_params(self):
         return []

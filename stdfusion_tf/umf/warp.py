@@ -29,7 +29,7 @@ def _linear_taps(in_size, out_size):
     in_f = ops.cast(in_size, "float32")
     out_f = ops.cast(out_size, "float32")
     # divide_no_nan: 0 for a 1-pixel output, as PyTorch; and a true division
-    # in a TensorFlow graph too (see ``_true_divide``).
+    # in a TensorFlow graph too (see ``_divide``).
     scale = ops.divide_no_nan(in_f - 1, out_f - 1)
     src = scale * ops.cast(ops.arange(out_size), "float32")
     i0 = ops.minimum(ops.cast(ops.floor(src), "int32"), in_size - 1)
@@ -106,19 +106,32 @@ def identity_grid(h, w):
     return ops.stack([rows, cols], axis=-1)[None]
 
 
-def _true_divide(x, size):
-    """``x / size`` as a true float32 division, like PyTorch's.
-
-    A plain ``/`` by a constant is rewritten by TensorFlow's graph optimiser
-    (grappler constant folding) into a multiplication by the rounded
-    reciprocal, one ulp off for some values: in a ``tf.function`` (Keras'
-    ``predict``) that moved ~8x more pixels of the 40 reference registrations
-    off upstream's by one gray level than eager mode.  ``divide_no_nan`` is
-    not rewritten (and ``size`` is never 0 here)."""
-    return ops.divide_no_nan(x, ops.cast(size, "float32"))
+# How upstream's ``new_locs / (size - 1)`` is rounded, per PyTorch device:
+# on CPU a true float32 division; on CUDA (``div_true_kernel_cuda`` with a
+# scalar) a multiplication by the float32 reciprocal ``1 / (size - 1)``, one
+# ulp off for some values.  The lossless references in ../shared were made
+# on CPU; the released/stored outputs (``RoadScene/ir_reg``) on a GPU.
+DIVISIONS = ("cpu", "cuda")
 
 
-def warp(image, flow):
+def _divide(x, size, division="cpu"):
+    """``x / size`` rounded as PyTorch on ``division`` ('cpu' or 'cuda').
+
+    'cpu' uses ``divide_no_nan``: a plain ``/`` by a constant is rewritten by
+    TensorFlow's graph optimiser (grappler constant folding) into the
+    reciprocal multiply, so a ``tf.function`` (Keras' ``predict``) would not
+    be PyTorch-CPU's division any more; ``divide_no_nan`` is left alone (and
+    ``size`` is never 0 here)."""
+    size = ops.cast(size, "float32")
+    if division == "cuda":
+        return x * ops.divide_no_nan(ops.ones_like(size), size)
+    if division != "cpu":
+        raise ValueError(f"division must be one of {DIVISIONS}, got "
+                         f"{division!r}")
+    return ops.divide_no_nan(x, size)
+
+
+def warp(image, flow, division="cpu"):
     """Upstream's ``SpatialTransformer(image, flow)[0]``.
 
     ``image`` [N, H, W, C]; ``flow`` [N, H, W, 2] in pixels, channel 0 =
@@ -127,10 +140,11 @@ def warp(image, flow):
     location goes through upstream's normalisation ``2 * (loc / (size - 1)
     - 0.5)`` and grid_sample's unnormalisation, as coded (a float round
     trip, kept so that the sample points are upstream's to the last bit as
-    far as possible).
+    far as possible; ``division`` picks PyTorch-CPU's or PyTorch-CUDA's
+    rounding of it, see ``DIVISIONS``).
     """
     h, w = ops.shape(flow)[1], ops.shape(flow)[2]
     locs = identity_grid(h, w) + flow
-    rows = 2.0 * (_true_divide(locs[..., 0], h - 1) - 0.5)
-    cols = 2.0 * (_true_divide(locs[..., 1], w - 1) - 0.5)
+    rows = 2.0 * (_divide(locs[..., 0], h - 1, division) - 0.5)
+    cols = 2.0 * (_divide(locs[..., 1], w - 1, division) - 0.5)
     return grid_sample(image, rows, cols)
