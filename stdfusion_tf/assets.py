@@ -13,7 +13,9 @@ given, from that folder through a ``file://`` origin.  A hash mismatch is an
 error and the bad file is removed.  Mirrors: ``--mirror`` or
 ``STDFUSION_MIRROR`` for the upstream release (laid out like
 ``../shared/upstream``), ``STDFUSION_DATA_MIRROR`` for the evaluation data
-sets (laid out like ``../shared``: ``datasets/``, ``peers/``).
+sets (laid out like ``../shared``: ``datasets/``, ``peers/``),
+``STDFUSION_UMF_MIRROR`` for UMF-CMGR's weights and RoadScene working set
+(laid out like ``../shared/umf-cmgr``: ``weights/``, ``RoadScene/``).
 
     python -m stdfusion_tf.assets --groups tno42,roadscene,peers_tno42
 """
@@ -28,9 +30,12 @@ from .errors import InputError, one_line
 
 MIRROR_ENV = "STDFUSION_MIRROR"
 DATA_MIRROR_ENV = "STDFUSION_DATA_MIRROR"
+UMF_MIRROR_ENV = "STDFUSION_UMF_MIRROR"
 # Evaluation data (Table I): TNO42 and RoadScene sources, other methods'
 # TNO42 results; everything else is the upstream release.
 DATASET_GROUPS = ("tno42", "roadscene", "peers_tno42")
+# UMF-CMGR: the public retrain's MRRN/DIFN weights and its RoadScene set.
+UMF_GROUPS = ("umf_weights", "umf_roadscene")
 RAW_URL = "https://raw.githubusercontent.com/{repo}/{commit}/{path}"
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -57,7 +62,8 @@ def origin(entry, mirror=None):
 
 
 def default_mirror(group, mirror=None):
-    env = DATA_MIRROR_ENV if group in DATASET_GROUPS else MIRROR_ENV
+    env = (DATA_MIRROR_ENV if group in DATASET_GROUPS
+           else UMF_MIRROR_ENV if group in UMF_GROUPS else MIRROR_ENV)
     return mirror or os.environ.get(env) or None
 
 
@@ -65,7 +71,9 @@ def mirror_or_shared(group):
     """The benchmarks' source: the configured mirror, else this workplace's
     ``../shared`` beside the project when present, else None (download)."""
     shared = PROJECT_ROOT.parent / "shared"
-    if group not in DATASET_GROUPS:
+    if group in UMF_GROUPS:
+        shared = shared / "umf-cmgr"
+    elif group not in DATASET_GROUPS:
         shared = shared / "upstream"
     return default_mirror(group) or (str(shared) if shared.is_dir() else None)
 

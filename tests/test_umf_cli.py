@@ -218,3 +218,24 @@ def test_bad_input_is_one_line(umf, pairs, tmp_path):
                    "--output_dir", clash)
     assert_one_line_error(proc, str(clash), "existing file")
     assert clash.read_text() == "keep me"
+
+
+def test_umf_assets_are_pinned(umf, tmp_path):
+    """The weights and the RoadScene working set are pinned (origin, commit,
+    sha256): fetched from a mirror laid out like ../shared/umf-cmgr, and
+    every pinned hash matches the shared copy."""
+    import hashlib
+
+    from stdfusion_tf import assets
+
+    paths = assets.fetch("umf_weights", root=tmp_path, mirror=str(umf))
+    assert [os.path.basename(p) for p in paths] == ["reg_0800.pth",
+                                                   "fus_0200.pth"]
+    entries = assets.manifest()["groups"]["umf_roadscene"]
+    assert len(entries) == 6 * 221
+    for entry in entries:
+        data = (umf / entry["mirror"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry
+    assert assets.origin(entries[0]).startswith(
+        "https://raw.githubusercontent.com/HaodeShi/UMF-CMGR-retrain-and-test/"
+        "43f936544856ec91970bc615b29a220556c88cad/dataset/Roadscene/")
