@@ -77,6 +77,11 @@ def test_shapes_drawn_as_labelme_does():
     # the mask is the union of all shapes
     union = np.logical_or.reduce([_shape_mask(note, i) for i in range(6)])
     assert np.array_equal(masks.annotation_to_mask(note), union)
+    # labelme's shapes_to_label on the fixtures (run once): 341 and 921
+    # pixels, the same pixels as ours
+    assert union.sum() == 921
+    assert masks.annotation_to_mask(
+        masks.read_annotation(FIXTURES / "1.json")).sum() == 341
     assert not masks.annotation_to_mask(
         masks.read_annotation(FIXTURES / "3.json")).any()
 
