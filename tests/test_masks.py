@@ -262,3 +262,21 @@ def test_unpaired_and_unreadable(tmp_path):
     # nothing was written by the failed runs
     assert [p.name for p in out.iterdir()] == ["1.bmp"]
     assert np.asarray(Image.open(out / "1.bmp")).max() == 7
+
+
+def test_own_data_under_the_default_names_is_not_replaced(upstream,
+                                                          tmp_path):
+    """Own data in Train_ir/, Train_vi/, Train_ir_mask_blur/ (train.py's
+    defaults) with a mirror configured: train.py trains on it instead of
+    replacing 1.bmp, 2.bmp, 3.bmp by upstream's files of those names."""
+    _data(tmp_path)
+    proc = _make(tmp_path, out="Train_ir_mask_blur")
+    assert proc.returncode == 0, proc.stderr
+    before = {p: p.read_bytes() for p in tmp_path.glob("Train_*/*.bmp")}
+    proc = run_cli(ROOT / "train.py", "--epoch", 1, "--max_steps", 1,
+                   "--image_size", 32, "--stride", 16, "--batch_size", 2,
+                   cwd=tmp_path, env={"STDFUSION_MIRROR": str(upstream)})
+    assert proc.returncode == 0, proc.stderr
+    assert "9 patches of 32x32" in proc.stdout
+    after = {p: p.read_bytes() for p in tmp_path.glob("Train_*/*.bmp")}
+    assert after == before
