@@ -43,13 +43,18 @@ flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
 flags.DEFINE_integer("tile_size", None, "Fuse in tiles of this size (with a "
                      "9-pixel halo each) to bound memory on huge images; "
                      "the output equals whole-image fusion.  >= 18.")
+flags.DEFINE_bool("salient_map", False, "Also write the paper's Fig. 15 "
+                  "map per pair: |fused - visible| on the network's [-1, 1] "
+                  "scale times 127.5 (gray levels), <output_dir>/salient/"
+                  "<name>.png, and <name>_overlay.png (the map in 'hot' "
+                  "colours over the visible image).")
 flags.DEFINE_string("mirror", None, "Local folder laid out like ../shared/"
                     "upstream to copy the default assets from instead of "
                     "downloading them (default: $STDFUSION_MIRROR).")
 
 
 def main(argv):
-    from stdfusion_tf import assets, fusion
+    from stdfusion_tf import assets, fusion, salient
     from stdfusion_tf.checkpoints import load_model
 
     if len(argv) > 1:
@@ -65,7 +70,9 @@ def main(argv):
     timings = fusion.fuse_folders(
         fusion.Fuser(model, tile_size=FLAGS.tile_size), FLAGS.ir_dir,
         FLAGS.vi_dir, FLAGS.output_dir,
-        save_mode=FLAGS.save_mode, color=FLAGS.color)
+        save_mode=FLAGS.save_mode, color=FLAGS.color,
+        extra=salient.MapWriter(FLAGS.output_dir) if FLAGS.salient_map
+        else None)
     print(f"Fused {len(timings)} pairs into {os.path.abspath(FLAGS.output_dir)}"
           f": {fusion.summarize(timings)} (network only)")
 

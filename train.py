@@ -113,7 +113,10 @@ def main(argv):
         keras.utils.set_random_seed(FLAGS.seed)
 
     folders = [FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.mask_dir]
-    if folders == ["Train_ir", "Train_vi", "Train_ir_mask_blur"]:
+    if folders == ["Train_ir", "Train_vi", "Train_ir_mask_blur"] and \
+            not any(os.path.exists(f) for f in folders):
+        # only when missing: fetch() replaces files whose hash differs,
+        # which would overwrite one's own data kept under these names
         assets.fetch("train_images", root=".", mirror=FLAGS.mirror)
     patches = prepare_training_data(folders, FLAGS.checkpoint_dir,
                                     FLAGS.image_size, FLAGS.stride)

@@ -168,8 +168,12 @@ def prefetched_pairs(paths, depth=2):
 
 
 def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
-                 color=False, ext=".bmp", verbose=1):
+                 color=False, ext=".bmp", verbose=1, extra=None):
     """Fuse every pair; returns [(stem, height, width, seconds)].
+
+    ``extra(stem, ir, vi, fused)`` -> ``{path: uint8 image}``: more images
+    per pair (``salient.MapWriter``), computed and saved in the writer
+    thread, outside the timings, and removed with the rest on failure.
 
     Inputs are all checked first.  Decoding runs ahead in a reader thread
     and encoding/saving in a writer thread, both overlapping the network.
@@ -187,14 +191,21 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
     fuser.warm_up()
     created_dir = not os.path.isdir(str(output_dir))
     targets = [os.path.join(str(output_dir), stem + ext) for stem in stems]
-    timings, pending, written = [], [], []
+    timings, pending, written, made_dirs = [], [], [], []
     bar = keras.utils.Progbar(len(stems), verbose=verbose, unit_name="pair",
                               stateful_metrics=["seconds"])
 
-    def save(fused, i):
+    def save(fused, i, ir, vi):
         images.save_image(to_image(fused, paths[i][1], save_mode, color),
                           targets[i])
         written.append(targets[i])  # list.append is atomic
+        for path, array in (extra(stems[i], ir, vi, fused) if extra
+                            else {}).items():
+            folder = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(folder):
+                made_dirs.append(folder)
+            images.save_image(array, path)
+            written.append(path)
 
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as writer:
@@ -202,7 +213,7 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
                 start = time.perf_counter()
                 fused = fuser(ir, vi)
                 seconds = time.perf_counter() - start
-                pending.append(writer.submit(save, fused, i))
+                pending.append(writer.submit(save, fused, i, ir, vi))
                 timings.append((stems[i], ir.shape[0], ir.shape[1], seconds))
                 bar.update(i + 1, values=[("seconds", seconds)])
             for job in pending:
@@ -215,6 +226,9 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
         for path in written:  # only what this run wrote
             if os.path.exists(path):
                 os.remove(path)
+        for folder in reversed(made_dirs):  # folders of extra outputs
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
         if created_dir and os.path.isdir(str(output_dir)) \
                 and not os.listdir(str(output_dir)):
             os.rmdir(str(output_dir))
