@@ -65,7 +65,8 @@ flags.DEFINE_boolean("paper_activations", False, "Leaky ReLU instead of ELU "
 flags.DEFINE_boolean("resume", False, "Continue from the latest checkpoint "
                      "in the run folder (model and Adam state).")
 flags.DEFINE_string("init_from", None, "Start from these weights (TF1 "
-                    "release or .weights.h5) instead of random ones.")
+                    "release, .weights.h5 or preset name/folder) instead of "
+                    "random ones.")
 flags.DEFINE_integer("max_steps", None, "Stop after this many optimizer "
                      "steps in total (the checkpoint of that epoch is "
                      "written).")
@@ -138,6 +139,7 @@ def main(argv):
         prefix, step = trainer.restore(run_dir)
         print(f"Resuming from {prefix} at global step {step}")
     elif FLAGS.init_from:
+        assets.ensure_defaults(FLAGS.init_from, None, None, FLAGS.mirror)
         trainer.init_from(FLAGS.init_from)
         print(f"Initialised from {FLAGS.init_from}")
     if chief:
