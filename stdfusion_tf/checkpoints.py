@@ -282,8 +282,7 @@ def read_weights(src):
 
     if presets.is_preset(src):  # a built-in name or a preset folder
         src = presets.resolve(src) / presets.WEIGHTS_FILE
-    elif presets.looks_like_a_name(src):
-        raise presets.unknown_name(src)
+    presets.reject_near_misses(src)
     if is_keras_weights(src):
         return read_keras_weights(src)
     expected = tf1_variable_shapes()

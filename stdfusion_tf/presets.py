@@ -10,8 +10,8 @@ A preset folder holds
   weights of the model that was saved);
 * ``metadata.json``: ``keras_version``, ``parameter_count``, ``date_saved``
   (keras_hub's keys; ``keras_hub.upload_preset`` checks only that the first
-  two files exist and that ``config.json`` is JSON), plus ``stdfusion_tf_version``,
-  ``source`` (where the weights came from) and ``source_sha256``
+  two files exist and that ``config.json`` is JSON), plus
+  ``stdfusion_tf_version``, ``source`` (where the weights came from) and ``source_sha256``
   ({file name: sha256} of the files they were read from).
 
 Built-in names, the four released TF1 checkpoints (``assets.json``): fetched
@@ -71,8 +71,8 @@ def cache_root():
 
 
 def is_preset_dir(path):
-    return isinstance(path, (str, os.PathLike)) and os.path.isdir(str(path)) and os.path.isfile(
-        os.path.join(str(path), CONFIG_FILE))
+    return (isinstance(path, (str, os.PathLike))
+            and os.path.isfile(os.path.join(str(path), CONFIG_FILE)))
 
 
 def is_preset(src):
@@ -82,11 +82,18 @@ def is_preset(src):
             and (str(src) in BUILTIN or is_preset_dir(src)))
 
 
-def looks_like_a_name(src):
-    """``stdfusionnet_...`` that is no file or folder: a misspelt preset."""
+def reject_near_misses(src):
+    """For the checkpoint readers: what is meant as a preset but is none --
+    a misspelt built-in name (``stdfusionnet_...``, no such file), or a
+    folder with a preset's other files but no ``config.json`` -- gets the
+    preset error, not the TF1 reader's."""
     s = str(src)
-    return (s.startswith("stdfusionnet_") and os.sep not in s
-            and not os.path.exists(s))
+    if (s.startswith("stdfusionnet_") and os.sep not in s
+            and not os.path.exists(s)):
+        raise unknown_name(src)
+    if os.path.isdir(s) and any(os.path.isfile(os.path.join(s, f))
+                                for f in (WEIGHTS_FILE, METADATA_FILE)):
+        raise InputError(src, f"not a preset folder: no {CONFIG_FILE}")
 
 
 def unknown_name(src):

@@ -72,7 +72,7 @@ def test_builtin_names_are_the_releases(cache, released_arrays):
             tf1 = cache / "checkpoint" / sub / file_name
             assert presets.sha256(tf1) == digest
     # converted once: a second use reads the cache, no new files
-    weights = cache / "presets" / "stdfusionnet_jiayima_29" / "model.weights.h5"
+    weights = cache / "presets" / presets.DEFAULT_PRESET / "model.weights.h5"
     stamp = weights.stat().st_mtime_ns
     STDFusionNet.from_preset("stdfusionnet_jiayima_29")
     assert weights.stat().st_mtime_ns == stamp
@@ -176,8 +176,11 @@ def test_fuse_cli_one_line_errors(cache, tmp_path, upstream):
     out = tmp_path / "out"
     folder, _ = _write_preset(tmp_path)
     (folder / "config.json").write_text("[]")
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "model.weights.h5").write_bytes(b"")
     for checkpoint, needle in (("stdfusionnet_jiayima_92", "unknown preset"),
-                               (folder, "not a JSON object")):
+                               (folder, "not a JSON object"),
+                               (tmp_path / "q", "no config.json")):
         proc = run_cli(ROOT / "test.py", "--checkpoint", checkpoint,
                        "--ir_dir", upstream / "Test_ir",
                        "--vi_dir", upstream / "Test_vi",

@@ -1,8 +1,8 @@
 """stdfusion-convert: the checkpoint converters, one subcommand each.
 
-    stdfusion-convert from_tf1 --src CKPT --dst OUT.weights.h5    # TF1 release -> Keras
-    stdfusion-convert to_tf1 --src IN.weights.h5 --dst PREFIX     # Keras -> TF1 names
-    stdfusion-convert from_torch --src NET.pth --dst OUT.weights.h5  # UMF-CMGR .pth
+    stdfusion-convert from_tf1 --src CKPT --dst OUT.weights.h5   # TF1 -> Keras
+    stdfusion-convert to_tf1 --src IN.weights.h5 --dst PREFIX    # -> TF1 names
+    stdfusion-convert from_torch --src NET.pth --dst OUT.weights.h5  # UMF .pth
     stdfusion-convert SUBCOMMAND --help
 
 The same programs as ``python -m convert.from_tf1`` (``to_tf1``,
