@@ -1,81 +1,11 @@
 """Fuse infrared/visible pairs with STDFusionNet (upstream's test script).
 
-    python test.py                       # Test_ir + Test_vi -> STDFusionNet_Results
-    python test.py --ir_dir my/ir --vi_dir my/vi --output_dir fused --color
-
-Defaults reproduce the authors' release: the released jiayi-ma model-29
-weights, upstream's 9 test pairs, min-max ("imsave") saving.  The default
-weights and test pairs are fetched on demand (pinned commit, sha256-checked),
-from --mirror / $STDFUSION_MIRROR when given.
+A shim: the flags and the program are in stdfusion_tf/commands/fuse.py,
+installed as ``stdfusion-fuse``; ``python test.py`` works as before (``--help``
+lists the flags).
 """
 
-import os
-
-from absl import flags
-
-from stdfusion_tf import cli
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("ir_dir", "Test_ir", "Folder of infrared images.")
-flags.DEFINE_string("vi_dir", "Test_vi", "Folder of visible images (paired "
-                    "with the infrared ones by file name).")
-flags.DEFINE_string("output_dir", "STDFusionNet_Results",
-                    "Where the fused images go (<name>.bmp).")
-flags.DEFINE_string("checkpoint", "checkpoint/Fusion.model-29",
-                    "Weights: a .weights.h5 file, or a TF1 checkpoint "
-                    "directory (with its 'checkpoint' state file) or prefix, "
-                    "converted on the fly.")
-flags.DEFINE_enum("save_mode", "minmax", ["minmax", "clip"],
-                  "minmax: stretch each result to 0..255 like upstream's "
-                  "scipy.misc.imsave (default, reproduces the authors' "
-                  "images); clip: clip(round((y + 1) * 127.5)).")
-flags.DEFINE_bool("color", False, "Fuse the luma (Y) of a colour visible "
-                  "image and restore its Cb/Cr: RGB output (the paper's "
-                  "RoadScene strategy).  Off, as in upstream's script.")
-flags.DEFINE_bool("paper_activations", False, "Leaky ReLU instead of ELU in "
-                  "reconstruction blocks 1-2 (only for weights trained with "
-                  "train.py --paper_activations).")
-flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
-                  "float32 (default, faithful) or bfloat16 compute (Keras "
-                  "mixed_bfloat16; ~2x faster on CPUs with AVX512_BF16/AMX "
-                  "and on recent GPUs, PSNR >= 45 dB against float32).  "
-                  "Refused where bf16 is not native.")
-flags.DEFINE_integer("tile_size", None, "Fuse in tiles of this size (with a "
-                     "9-pixel halo each) to bound memory on huge images; "
-                     "the output equals whole-image fusion.  >= 18.")
-flags.DEFINE_bool("salient_map", False, "Also write the paper's Fig. 15 "
-                  "map per pair: |fused - visible| on the network's [-1, 1] "
-                  "scale times 127.5 (gray levels), <output_dir>/salient/"
-                  "<name>.png, and <name>_overlay.png (the map in 'hot' "
-                  "colours over the visible image).")
-flags.DEFINE_string("mirror", None, "Local folder laid out like ../shared/"
-                    "upstream to copy the default assets from instead of "
-                    "downloading them (default: $STDFUSION_MIRROR).")
-
-
-def main(argv):
-    from stdfusion_tf import assets, fusion, salient
-    from stdfusion_tf.checkpoints import load_model
-
-    if len(argv) > 1:
-        raise flags.UnrecognizedFlagError(argv[1])
-    fusion.check_precision(FLAGS.precision)  # before any work
-    fusion.check_tile_size(FLAGS.tile_size)
-    assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
-                           FLAGS.mirror)
-    model = load_model(FLAGS.checkpoint,
-                       paper_activations=FLAGS.paper_activations,
-                       dtype="mixed_bfloat16" if FLAGS.precision == "bfloat16"
-                       else None)
-    timings = fusion.fuse_folders(
-        fusion.Fuser(model, tile_size=FLAGS.tile_size), FLAGS.ir_dir,
-        FLAGS.vi_dir, FLAGS.output_dir,
-        save_mode=FLAGS.save_mode, color=FLAGS.color,
-        extra=salient.MapWriter(FLAGS.output_dir) if FLAGS.salient_map
-        else None)
-    print(f"Fused {len(timings)} pairs into {os.path.abspath(FLAGS.output_dir)}"
-          f": {fusion.summarize(timings)} (network only)")
-
+from stdfusion_tf.commands.fuse import FLAGS, main, run  # noqa: F401
 
 if __name__ == "__main__":
-    cli.run(main)
+    run()

@@ -277,8 +277,12 @@ def save_keras_weights(model, path):
 
 def read_weights(src):
     """Any supported checkpoint -> {TF1 name: array} (validated)."""
+    from . import presets
     from .model import tf1_variable_shapes
 
+    if presets.is_preset(src):  # a built-in name or a preset folder
+        src = presets.resolve(src) / presets.WEIGHTS_FILE
+    presets.reject_near_misses(src)
     if is_keras_weights(src):
         return read_keras_weights(src)
     expected = tf1_variable_shapes()
@@ -295,12 +299,20 @@ def assign_weights(model, arrays):
 
 
 def load_model(src, paper_activations=False, dtype=None):
-    """STDFusionNet with the weights of a ``.weights.h5`` or TF1 checkpoint
-    (``dtype``: a Keras dtype policy such as ``"mixed_bfloat16"``)."""
+    """STDFusionNet with the weights of a ``.weights.h5`` or TF1 checkpoint,
+    or of a preset (name or folder: its config decides the activations)
+    (``dtype``: a Keras dtype policy such as ``"mixed_bfloat16"``).
+    ``model.weights_origin`` records the source and its sha256 (for
+    ``save_to_preset``)."""
+    from . import presets
     from .model import STDFusionNet
 
+    if presets.is_preset(src):
+        return presets.load(src, paper_activations=paper_activations,
+                            **({"dtype": dtype} if dtype else {}))
     arrays = read_weights(src)
     model = STDFusionNet(paper_activations=paper_activations, dtype=dtype)
+    model.weights_origin = presets.origin_of(src)
     return assign_weights(model, arrays)
 
 

@@ -347,6 +347,27 @@ class STDFusionNet(keras.Model):
         config.pop("trainable", None)
         return cls(**config)
 
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, mirror=None, **kwargs):
+        """A model from a preset: a built-in name (``stdfusionnet_jiayima_29``,
+        ``..._jiayima_28``, ``..._linfengtang_28``, ``..._linfengtang_29``:
+        the released checkpoints, fetched and converted once into the Keras
+        cache) or a folder written by ``save_to_preset`` (keras_hub's
+        layout).  ``kwargs`` override the saved config, e.g.
+        ``dtype="mixed_bfloat16"``.  See ``stdfusion_tf.presets``."""
+        from . import presets
+
+        return presets.load(preset, mirror=mirror, load_weights=load_weights,
+                            **kwargs)
+
+    def save_to_preset(self, preset_dir):
+        """Write ``config.json``, ``model.weights.h5`` and ``metadata.json``
+        (keras_hub's preset layout) into ``preset_dir``; ``from_preset``
+        reads the weights back bitwise."""
+        from . import presets
+
+        return presets.save_to_preset(self, preset_dir)
+
 
 def tf1_variable_shapes():
     """{TF1 name: shape} of the 72 variables (the same for both activation

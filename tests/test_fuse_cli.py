@@ -11,18 +11,27 @@ from conftest import (RELEASES, ROOT, assert_one_line_error, run_cli,
                       write_gray)
 
 
-def _fuse(tmp_path, ir_dir, vi_dir, *flags, checkpoint=None, name="out"):
+def _fuse(tmp_path, ir_dir, vi_dir, *flags, checkpoint=None, name="out",
+          env=None):
     out = tmp_path / name
     proc = run_cli(ROOT / "test.py", "--ir_dir", ir_dir, "--vi_dir", vi_dir,
                    "--output_dir", out, "--checkpoint",
-                   checkpoint or RELEASES["jiayi-ma"], *flags, cwd=tmp_path)
+                   checkpoint or RELEASES["jiayi-ma"], *flags, cwd=tmp_path,
+                   env=env)
     return proc, out
 
 
-def test_reproduces_the_authors_result_images(upstream, tmp_path):
+@pytest.mark.parametrize("weights", ["tf1", "preset"])
+def test_reproduces_the_authors_result_images(upstream, tmp_path, weights):
     """Acceptance: model-29 (jiayi-ma) on Test_* gives STDFusionNet_Results
-    within 1 gray level, >= 99.99 % of pixels identical, for all 9 images."""
-    proc, out = _fuse(tmp_path, upstream / "Test_ir", upstream / "Test_vi")
+    within 1 gray level, >= 99.99 % of pixels identical, for all 9 images:
+    from the TF1 release, and through the built-in preset name (fetched from
+    the mirror and converted into a fresh KERAS_HOME)."""
+    preset = {"checkpoint": "stdfusionnet_jiayima_29",
+              "env": {"KERAS_HOME": str(tmp_path / "keras_home"),
+                      "STDFUSION_MIRROR": str(upstream)}}
+    proc, out = _fuse(tmp_path, upstream / "Test_ir", upstream / "Test_vi",
+                      **(preset if weights == "preset" else {}))
     assert proc.returncode == 0, proc.stderr
     assert "Fused 9 pairs" in proc.stdout and " ± " in proc.stdout
     report = []
@@ -39,6 +48,10 @@ def test_reproduces_the_authors_result_images(upstream, tmp_path):
         assert same >= 0.9999, report[-1]
     assert len(report) == 9
     print("\n".join(report))
+    if weights == "preset":  # really through the cached preset
+        assert (tmp_path / "keras_home" / "stdfusion_tf" / "presets" /
+                "stdfusionnet_jiayima_29" / "model.weights.h5").is_file()
+        assert not (tmp_path / "checkpoint").exists()
     timings = (out / "timings.csv").read_text().splitlines()
     assert timings[0] == "name,height,width,seconds" and len(timings) == 10
 

@@ -1,0 +1,74 @@
+"""Evaluate fused images with the paper's metrics: Table I, Table II, Fig. 9.
+
+    python evaluate.py --ir_dir ir --vi_dir vi \
+        --fused STDFusionNet=fused/ours --fused DenseFuse=peers/DenseFuse \
+        --out_dir report
+
+Writes table.md (mean ± std per method, best in bold, second in italics,
+plus a runtime table from test.py's timings.csv where present), metrics.csv
+(one row per method and image) and curves.png (cumulative curves).
+
+Installed: ``stdfusion-evaluate``, the same flags (``python evaluate.py``
+from a clone).
+"""
+
+from absl import flags
+
+from stdfusion_tf import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("ir_dir", None, "Infrared source images.")
+flags.DEFINE_string("vi_dir", None, "Visible source images.")
+flags.DEFINE_multi_string("fused", None, "NAME=DIR of a method's fused "
+                          "images (repeat for several methods).")
+flags.DEFINE_string("out_dir", "evaluation", "Where the report goes.")
+flags.DEFINE_string("metrics", "EN,MI,VIF,SF", "Comma-separated metrics "
+                    "(EN, MI, VIF, SF, SF255, SD, AG, CC, SCD, Qabf, PSNR, "
+                    "MSE) or 'all'.  Default: the paper's Table I.")
+flags.DEFINE_bool("allow_missing", False, "Skip (and report) names missing "
+                  "from some folders instead of stopping.")
+flags.mark_flags_as_required(["ir_dir", "vi_dir", "fused"])
+
+
+def main(argv):
+    from stdfusion_tf import evaluation
+
+    if len(argv) > 1:
+        raise flags.UnrecognizedFlagError(argv[1])
+    chosen = evaluation.parse_metrics(FLAGS.metrics)
+    methods = evaluation.parse_methods(FLAGS.fused)
+    import keras  # progress bar only
+
+    bar = keras.utils.Progbar(None, unit_name="pair")
+    rows, skipped, columns = evaluation.evaluate_folders(
+        FLAGS.ir_dir, FLAGS.vi_dir, methods, chosen,
+        allow_missing=FLAGS.allow_missing,
+        progress=lambda i, n: (setattr(bar, "target", n), bar.update(i)))
+    if skipped:
+        print(f"Skipped {len(skipped)} name(s) missing from some folder: "
+              + ", ".join(skipped))
+    summary = evaluation.summarize(rows, columns)
+    table = evaluation.markdown_table(summary, chosen)
+    n = len(rows) // len(methods)
+    report = f"{n} image pairs; mean ± std (sample std)\n\n" + table
+    runtime = evaluation.runtime_table(methods)
+    if runtime:
+        report += "\nRuntime (test.py timings):\n\n" + runtime
+    evaluation.write_report(FLAGS.out_dir, {
+        "table.md": report,
+        "metrics.csv": evaluation.metrics_csv(rows, columns),
+        "curves.png": evaluation.curves_png(rows, chosen),
+    })
+    print(report)
+    print(f"Wrote table.md, metrics.csv, curves.png to {FLAGS.out_dir}")
+
+
+def run():
+    """Console script ``stdfusion-evaluate``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
+if __name__ == "__main__":
+    run()
