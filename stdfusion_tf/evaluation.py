@@ -104,24 +104,31 @@ def summarize(rows, columns):
     return out
 
 
-def ranks(summary, column):
-    """(best method, second best method) of a column by its mean."""
-    higher = metrics.HIGHER_IS_BETTER[column]
+def ranks(summary, column, higher_is_better=None):
+    """(best method, second best method) of a column by its mean;
+    ``higher_is_better``: {column: bool}, the fusion metrics' by default."""
+    higher = (higher_is_better or metrics.HIGHER_IS_BETTER)[column]
     order = sorted(summary, key=lambda m: summary[m][column][0],
                    reverse=higher)
     return order[0], (order[1] if len(order) > 1 else None)
 
 
-def markdown_table(summary, columns, digits=4):
-    """Table I: mean ± std; best **bold**, second best _italic_."""
-    lines = ["| Method | " + " | ".join(columns) + " |",
+def markdown_table(summary, columns, digits=4, higher_is_better=None,
+                   spec=None, first_header="Method"):
+    """Table I: mean ± std; best **bold**, second best _italic_.
+
+    Numbers have ``digits`` decimals unless ``spec`` (a format spec such as
+    ``".5g"``) is given; ``higher_is_better`` ({column: bool}) ranks
+    columns that are not fusion metrics."""
+    spec = spec or f".{digits}f"
+    lines = [f"| {first_header} | " + " | ".join(columns) + " |",
              "|---|" + "---|" * len(columns)]
-    best = {c: ranks(summary, c) for c in columns}
+    best = {c: ranks(summary, c, higher_is_better) for c in columns}
     for method, stats in summary.items():
         cells = []
         for c in columns:
             mean, std = stats[c]
-            cell = f"{mean:.{digits}f} ± {std:.{digits}f}"
+            cell = f"{format(mean, spec)} ± {format(std, spec)}"
             if len(summary) > 1 and method == best[c][0]:
                 cell = f"**{cell}**"
             elif len(summary) > 2 and method == best[c][1]:

@@ -62,12 +62,16 @@ def _joint_entropy(x, y):
     return _entropy(np.bincount(x * 256 + y, minlength=256 * 256))
 
 
+def mutual_information_pair(a, f):
+    """MI(A, F) = H(A) + H(F) - H(F, A) (bits) of one image pair, with the
+    MATLAB code's 256-bin histograms (and its joint-histogram quirk)."""
+    a, f = _u8(a), _u8(f)
+    return entropy(a) + entropy(f) - _joint_entropy(f, a)
+
+
 def mutual_information(f, a, b):
     """MI: [H(A) + H(F) - H(F,A)] + [H(B) + H(F) - H(F,B)] (bits)."""
-    f, a, b = _u8(f), _u8(a), _u8(b)
-    hf = entropy(f)
-    return ((entropy(a) + hf - _joint_entropy(f, a))
-            + (entropy(b) + hf - _joint_entropy(f, b)))
+    return mutual_information_pair(a, f) + mutual_information_pair(b, f)
 
 
 def spatial_frequency(f, scale=1.0 / 255.0):
