@@ -177,6 +177,7 @@ def test_kill_resume_and_checkpoint_registers(tmp_path):
     line = next(l for l in proc.stdout.splitlines()
                 if l.startswith("resuming from"))
     assert line.startswith(f"resuming from {state} at step ")
+    print(line)
     assert int(line.split()[-1]) < 6, line  # killed before the end
     a = weights.load_network(straight / "ckpt" / "cp_0003.weights.h5",
                              "mrrn")[1].torch_variables()

@@ -54,8 +54,8 @@ flags.DEFINE_string("vgg19", None, "torchvision's vgg19-dcbb9e9d.pth for the "
                     "loss (default: ~/.keras/models/, downloaded when "
                     "missing), or 'random': a randomly initialised VGG19, "
                     "for smoke tests only (not upstream's loss).")
-flags.DEFINE_integer("seed", 0, "Seed of the batch order, crops and "
-                     "deformations (and of --vgg19 random).")
+flags.DEFINE_integer("seed", 0, "Seed of the initial weights, the batch "
+                     "order, crops and deformations (and of --vgg19 random).")
 flags.DEFINE_integer("crop_size", 256, "RandomResizedCrop output size "
                      "(upstream: 256).")
 flags.DEFINE_integer("save_every", 20, "Write cp_<epoch>.weights.h5 every "
@@ -107,6 +107,8 @@ def main(argv):
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
     strategy = training.make_strategy(FLAGS.strategy)
     chief = training.is_chief(strategy)
+    import keras
+    keras.utils.set_random_seed(FLAGS.seed)  # the initial weights
     trainer = reg_training.MRRNTrainer(
         (irs, its), vgg_state, batch_size=FLAGS.batchsize,
         learning_rate=FLAGS.lr, crop_size=FLAGS.crop_size, seed=FLAGS.seed,
