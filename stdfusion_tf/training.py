@@ -1,5 +1,11 @@
 """Training STDFusionNet as the released code does, resumable and distributed.
 
+The machinery is the project's one training engine (:class:`Engine`,
+:func:`fit`, :class:`LossLog`), shared with UMF-CMGR's networks: a network's
+training is a small task class on it (batches, loss, checkpoint format, log
+line); :class:`Trainer` is STDFusionNet's, ``stdfusion_tf.umf.reg_training``
+holds MRRN's.
+
 Upstream (``train.py`` / ``model.py`` of the release), reproduced:
 
 * batches of 32 patches in stored order, ``N // 32`` per epoch (216 for the

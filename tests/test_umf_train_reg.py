@@ -250,3 +250,25 @@ def test_bad_input_one_line_nothing_written(tmp_path):
                    cwd=tmp_path)
     assert_one_line_error(proc, str(missing), vgg.URL)
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_vgg19_file_loads_through_pth(tmp_path):
+    """A torchvision-layout VGG19 state dict (features + classifier) in a
+    .pth file loads into the Keras VGG19 (conv layout converted), and its
+    relu4_1 is that of the same weights built directly."""
+    from pth_writer import write_pth
+
+    state = vgg.random_state_dict(4)
+    state["classifier.0.weight"] = np.zeros((2, 3), np.float32)  # ignored
+    path = write_pth(tmp_path / "vgg19-mine.pth", state)
+    model, what = vgg.load(str(path))
+    assert what == str(path)
+    direct = vgg.build(vgg.RELU["relu4_1"], state)
+    x = np.random.default_rng(0).uniform(size=(1, 24, 24, 3)).astype(
+        np.float32)
+    a, b = model(x)[0], direct(x)[0]
+    assert a.shape == (1, 3, 3, 512)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    w = model.torch_variables()["features.19.weight"]
+    assert np.array_equal(np.asarray(w), state["features.19.weight"]
+                          .transpose(2, 3, 1, 0))
