@@ -115,9 +115,9 @@ def test_partial_batch_padding_is_exact():
                                    np.array([1 / 3] * 3 + [0], np.float32))
     for k in full:
         assert float(padded[k]) == pytest.approx(float(full[k]), rel=1e-6)
-    trainer = reg_training.MRRNTrainer(
-        ([np.zeros((40, 40), np.uint8)] * 5, [np.ones((40, 40), np.uint8)] * 5),
-        batch_size=2, crop_size=32)
+    five = [np.zeros((40, 40), np.uint8)] * 5
+    trainer = reg_training.MRRNTrainer((five, five), batch_size=2,
+                                       crop_size=32)
     assert trainer.steps_per_epoch == 3
     _, _, w = trainer.batch_arrays(0, 2)
     assert w.tolist() == [1.0, 0.0]

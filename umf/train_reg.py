@@ -83,7 +83,8 @@ def main(argv):
     if not FLAGS.lr > 0:
         raise InputError(None, f"--lr must be > 0, got {FLAGS.lr}")
     if os.path.exists(FLAGS.ckpt) and not os.path.isdir(FLAGS.ckpt):
-        raise InputError(FLAGS.ckpt, "--ckpt is an existing file, not a folder")
+        raise InputError(FLAGS.ckpt, "--ckpt is an existing file, not a "
+                         "folder")
     # Every input is checked before anything is written.
     stems, irs, its = reg_training.read_pairs(FLAGS.ir, FLAGS.it,
                                               FLAGS.crop_size)
