@@ -22,6 +22,11 @@ come back as C-contiguous ``np.ndarray`` copies with the tensor's dtype,
 shape, strides and storage offset applied; ``requires_grad``, hooks and the
 device (``location``: 'cpu', 'cuda:0', ...) are dropped.
 
+The legacy (pre-1.6, non-zip) format -- torchvision's older model-zoo files
+such as ``vgg19-dcbb9e9d.pth`` -- is read too, with the same allow-list: a
+few plain header pickles, the object pickle, the storage keys, then the raw
+storages (see :func:`_load_legacy`).
+
 Every problem raises :class:`InputError` (one line, naming the file).
 """
 
@@ -277,10 +282,6 @@ def _latin1_encode(text, encoding="latin1"):
 
 
 def _describe_non_zip(path, head):
-    if head.startswith(LEGACY_MAGIC):
-        return ("is in the legacy (pre-1.6, non-zip) torch.save format, which "
-                "is not supported: re-save it with PyTorch >= 1.6 "
-                "(torch.save(torch.load(f), f))")
     if head[:1] == b"\x80":
         return ("is a bare pickle, not a torch.save zip archive (only the zip "
                 "format of PyTorch >= 1.6 is read)")
@@ -289,8 +290,113 @@ def _describe_non_zip(path, head):
     return "is not a PyTorch .pth file (not a zip archive)"
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """The small header pickles of the legacy format: numbers, strings,
+    dicts and lists only."""
+
+    def __init__(self, file, path):
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module, name):
+        raise InputError(self.path, f"refuses to unpickle {module}.{name} in "
+                         "a legacy torch.save header")
+
+
+class _LegacyUnpickler(_StateDictUnpickler):
+    """The object pickle of the legacy format.  Pass 1 (``data`` None)
+    records the storages it references; pass 2 builds the tensors from
+    ``data`` = {key: flat array}."""
+
+    def __init__(self, file, path, data=None):
+        pickle.Unpickler.__init__(self, file)
+        self.path, self.data = path, data
+        self.storages = {}  # key -> (storage type, numel)
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 6
+                and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType)):
+            raise InputError(self.path, f"unknown persistent id {pid!r:.80} "
+                             "(not a legacy torch.save storage reference)")
+        _, storage_type, key, _location, numel, view = pid
+        key = str(key)
+        self.storages.setdefault(key, (storage_type, int(numel)))
+        if self.data is None:
+            return None
+        if key not in self.data:
+            raise InputError(self.path, f"storage {key} is not in the file "
+                             "(truncated?)")
+        array = self.data[key]
+        if view is not None:  # (view key, offset, size) of a storage view
+            _, offset, size = view
+            array = array[int(offset):int(offset) + int(size)]
+        return _Storage(key, array)
+
+    def _tensor(self, storage, offset, size, stride, dtype=None):
+        if self.data is None:
+            return None
+        return super()._tensor(storage, offset, size, stride, dtype)
+
+
+LEGACY_MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
+LEGACY_PROTOCOL_VERSION = 1001
+
+
+def _load_legacy(path):
+    """A pre-1.6 ``torch.save`` file (torchvision's older model-zoo files,
+    e.g. ``vgg19-dcbb9e9d.pth``): pickles of the magic number, the protocol
+    version and ``sys_info``; the object pickle (storages as persistent
+    ids ``('storage', type, key, location, numel, view)``); the list of
+    storage keys; then each storage as an int64 element count and its raw
+    bytes, in that order."""
+    def plain(f):
+        return _PlainUnpickler(f, path).load()
+
+    try:
+        with open(path, "rb") as f:
+            if plain(f) != LEGACY_MAGIC_NUMBER or \
+                    plain(f) != LEGACY_PROTOCOL_VERSION:
+                raise InputError(path, "legacy torch.save header not "
+                                 "understood (magic number / protocol)")
+            info = plain(f)
+            little = not isinstance(info, dict) or info.get("little_endian",
+                                                            True)
+            start = f.tell()
+            scan = _LegacyUnpickler(f, path)
+            scan.load()
+            keys = [str(k) for k in plain(f)]
+            data = {}
+            for key in keys:
+                if key not in scan.storages:
+                    raise InputError(path, f"storage {key} is listed but "
+                                     "never used (damaged file)")
+                storage_type, numel = scan.storages[key]
+                dtype = _np_dtype(storage_type.dtype).newbyteorder(
+                    "<" if little else ">")
+                count = np.frombuffer(f.read(8), "<i8" if little else ">i8")
+                raw = f.read(int(numel) * dtype.itemsize)
+                if count.size != 1 or len(raw) < int(numel) * dtype.itemsize:
+                    raise InputError(path, f"storage {key} is cut short "
+                                     "(truncated file)")
+                data[key] = np.frombuffer(raw, dtype=dtype)
+            f.seek(start)
+            return _LegacyUnpickler(f, path, data).load()
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror or one_line(exc)}"
+                         ) from None
+    except RecursionError:
+        raise InputError(path, "the pickle nests too deeply") from None
+    except Exception as exc:  # pickle raises many types on bad data
+        raise InputError(path, "cannot read this legacy torch.save file: "
+                         f"{type(exc).__name__}: {one_line(exc)}") from None
+
+
 def load_pth(path):
-    """The object a ``torch.save`` zip file holds, tensors as ``np.ndarray``.
+    """The object a ``torch.save`` file holds (zip, or the legacy pre-1.6
+    format), tensors as ``np.ndarray``.
 
     ``torch.load(path, map_location='cpu', weights_only=True)`` on a state
     dict gives the same structure with torch tensors (bitwise equal).
@@ -302,6 +408,8 @@ def load_pth(path):
     except OSError as exc:
         raise InputError(path, f"cannot read: {exc.strerror or one_line(exc)}"
                          ) from None
+    if head.startswith(LEGACY_MAGIC):
+        return _load_legacy(path)
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, EOFError, ValueError, OSError):

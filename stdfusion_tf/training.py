@@ -1,5 +1,11 @@
 """Training STDFusionNet as the released code does, resumable and distributed.
 
+The machinery is the project's one training engine (:class:`Engine`,
+:func:`fit`, :class:`LossLog`), shared with UMF-CMGR's networks: a network's
+training is a small task class on it (batches, loss, checkpoint format, log
+line); :class:`Trainer` is STDFusionNet's, ``stdfusion_tf.umf.reg_training``
+holds MRRN's.
+
 Upstream (``train.py`` / ``model.py`` of the release), reproduced:
 
 * batches of 32 patches in stored order, ``N // 32`` per epoch (216 for the
@@ -86,54 +92,111 @@ def is_chief(strategy):
         task[0] == "chief" or "chief" not in resolver.cluster_spec().jobs)
 
 
-class Trainer:
-    """Model, optimizer and train step under one ``tf.distribute`` strategy.
+def torch_adam_class():
+    """Keras Adam with ``torch.optim.Adam``'s arithmetic.
 
-    ``patches`` are the (ir, vi, mask) arrays [N, S, S, 1] in [-1, 1].
+    Keras' Adam (as TF1's ``AdamOptimizer``) adds epsilon to ``sqrt(v)``:
+    ``lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)``; PyTorch adds it
+    to the bias-corrected ``sqrt(v / (1 - b2^t))``: ``lr / (1 - b1^t) m /
+    (sqrt(v) / sqrt(1 - b2^t) + eps)``, an epsilon larger by ``1 /
+    sqrt(1 - b2^t)`` (31x at the first step), which matters where gradients
+    are ~1e-7.  Same variables (``momentum`` / ``velocity``), so checkpoints
+    and ``optimizer.iterations`` work as for Keras' Adam."""
+    import keras
+    from keras import ops
+
+    class TorchAdam(keras.optimizers.Adam):
+        def update_step(self, gradient, variable, learning_rate):
+            dtype = variable.dtype
+            lr = ops.cast(learning_rate, dtype)
+            gradient = ops.cast(gradient, dtype)
+            step = ops.cast(self.iterations + 1, dtype)
+            bc1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
+            bc2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
+            index = self._get_variable_index(variable)
+            m, v = self._momentums[index], self._velocities[index]
+            # exp_avg.lerp_(grad, 1 - beta1)
+            self.assign_add(m, ops.multiply(ops.subtract(gradient, m),
+                                            1 - self.beta_1))
+            # exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            self.assign(v, ops.add(ops.multiply(v, self.beta_2),
+                                   ops.multiply(ops.square(gradient),
+                                                1 - self.beta_2)))
+            denom = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bc2)),
+                            self.epsilon)
+            self.assign_sub(variable, ops.multiply(ops.divide(m, denom),
+                                                   lr / bc1))
+
+    return TorchAdam
+
+
+class Engine:
+    """The project's training machinery, for any network: model, Adam and
+    the train step under one ``tf.distribute`` strategy, the distributed
+    ``tf.data`` input, the step count (``optimizer.iterations``) that
+    :func:`fit` resumes from.
+
+    A network's training (a "task") subclasses it and provides:
+
+    * ``batch_arrays(epoch, step)`` -> tuple of NumPy arrays, the global
+      batch ``step`` of ``epoch`` (leading axis = ``batch_size``), and
+      ``batch_signature()`` -> ((shape without the batch axis, dtype), ...);
+    * ``replica_loss(*local_batch)`` -> {term: scalar} with ``"total"``, the
+      replica's share of the global batch's loss (the shares SUM to it);
+    * ``save_epoch(checkpoint_dir, epoch, final)`` -> path written, and
+      ``restore`` / ``init_from`` in the task's own checkpoint format;
+    * optionally ``make_log`` (a :class:`LossLog` with the task's terms and
+      line) and ``log_images``.
+
+    ``adam``: ``"tf1"`` (Keras' Adam = TF1's ``AdamOptimizer``) or
+    ``"torch"`` (``torch.optim.Adam``'s arithmetic, :func:`torch_adam_class`).
+
+    :class:`Trainer` is STDFusionNet's task; UMF-CMGR's MRRN is
+    ``stdfusion_tf.umf.reg_training.MRRNTrainer``.
     """
 
-    def __init__(self, patches, batch_size=32, learning_rate=1e-3,
-                 epsilon=TF1_ADAM_EPSILON, mask_norm="once",
-                 paper_activations=False, shuffle=False, seed=0,
-                 strategy=None, precision="float32"):
+    def __init__(self, build_model, batch_size, learning_rate=1e-3,
+                 epsilon=TF1_ADAM_EPSILON, strategy=None,
+                 precision="float32", adam="tf1"):
         import keras
         import tensorflow as tf
 
-        from .model import STDFusionNet
-
-        self.ir, self.vi, self.mask = patches
-        self.batch_size = batch_size
-        self.steps_per_epoch = len(self.ir) // batch_size
-        if self.steps_per_epoch == 0:
-            raise InputError(None, f"{len(self.ir)} patches are fewer than "
-                             f"one batch of {batch_size}")
-        self.mask_norm = mask_norm
-        self.shuffle = shuffle
-        self.seed = seed
         if precision not in PRECISIONS:
             raise InputError(None, f"precision must be one of "
                              f"{', '.join(PRECISIONS)}, got {precision!r}")
+        self.batch_size = batch_size
         self.precision = precision
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
-            self.model = STDFusionNet(paper_activations=paper_activations,
-                                      dtype=PRECISIONS[precision])
-            self.optimizer = keras.optimizers.Adam(
+            self.model = build_model(PRECISIONS[precision])
+            adam_class = (keras.optimizers.Adam if adam == "tf1"
+                          else torch_adam_class())
+            self.optimizer = adam_class(
                 learning_rate=learning_rate, beta_1=BETA_1, beta_2=BETA_2,
                 epsilon=epsilon)
             self.optimizer.build(self.model.trainable_variables)
         self._step = tf.function(self._distributed_step)
 
-    # ------------------------------------------------------------ batches --
-    def batch_indices(self, epoch, step):
-        """Patch indices of global batch ``step`` of ``epoch``."""
-        b = self.batch_size
-        if self.shuffle:
-            order = np.random.default_rng(self.seed + epoch).permutation(
-                len(self.ir))
-            return order[step * b:(step + 1) * b]
-        return np.arange(step * b, (step + 1) * b)
+    # -------------------------------------------------------- task hooks --
+    def batch_arrays(self, epoch, step):
+        raise NotImplementedError
 
+    def batch_signature(self):
+        raise NotImplementedError
+
+    def replica_loss(self, *batch):
+        raise NotImplementedError
+
+    def save_epoch(self, checkpoint_dir, epoch, final=False):
+        raise NotImplementedError
+
+    def make_log(self, summary_dir, enabled=True):
+        return LossLog(summary_dir, enabled=enabled)
+
+    def log_images(self, log, epoch, step, global_step):
+        """TensorBoard images every SHOW_EVERY steps (none by default)."""
+
+    # ------------------------------------------------------------ batches --
     def dataset(self, epoch, start_step=0):
         """Distributed ``tf.data`` pipeline of one epoch (from start_step).
 
@@ -150,38 +213,33 @@ class Trainer:
 
             def batches():
                 for step in range(start_step, self.steps_per_epoch):
-                    idx = self.batch_indices(epoch, step)
+                    arrays = self.batch_arrays(epoch, step)
                     for r in range(first, first + per_pipeline):
-                        part = idx[r * local:(r + 1) * local]
-                        yield self.ir[part], self.vi[part], self.mask[part]
+                        yield tuple(a[r * local:(r + 1) * local]
+                                    for a in arrays)
 
-            shape = (local,) + self.ir.shape[1:]
-            spec = tf.TensorSpec(shape, tf.float32)
+            specs = tuple(tf.TensorSpec((local,) + tuple(shape), dtype)
+                          for shape, dtype in self.batch_signature())
             return tf.data.Dataset.from_generator(
-                batches, output_signature=(spec, spec, spec)).prefetch(2)
+                batches, output_signature=specs).prefetch(2)
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     # --------------------------------------------------------------- step --
-    def _replica_step(self, ir, vi, mask):
+    def _replica_step(self, *batch):
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            # float32 for the loss whatever the compute precision (bf16
-            # output against float32 targets would not even type-check).
-            fused = tf.cast(self.model((ir, vi), training=True), tf.float32)
-            terms = fusion_loss(fused, ir, vi, mask, self.mask_norm,
-                                global_batch_size=self.batch_size)
+            terms = self.replica_loss(*batch)
         variables = self.model.trainable_variables
         grads = tape.gradient(terms["total"], variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return terms
 
-    def _distributed_step(self, ir, vi, mask):
+    def _distributed_step(self, *batch):
         import tensorflow as tf
 
-        per_replica = self.strategy.run(self._replica_step,
-                                        args=(ir, vi, mask))
+        per_replica = self.strategy.run(self._replica_step, args=batch)
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v,
                                         axis=None)
                 for k, v in per_replica.items()}
@@ -197,6 +255,63 @@ class Trainer:
 
     def set_learning_rate(self, value):
         self.optimizer.learning_rate.assign(value)
+
+
+class Trainer(Engine):
+    """STDFusionNet's training task on the :class:`Engine`.
+
+    ``patches`` are the (ir, vi, mask) arrays [N, S, S, 1] in [-1, 1].
+    """
+
+    def __init__(self, patches, batch_size=32, learning_rate=1e-3,
+                 epsilon=TF1_ADAM_EPSILON, mask_norm="once",
+                 paper_activations=False, shuffle=False, seed=0,
+                 strategy=None, precision="float32"):
+        from .model import STDFusionNet
+
+        self.ir, self.vi, self.mask = patches
+        self.steps_per_epoch = len(self.ir) // batch_size
+        if self.steps_per_epoch == 0:
+            raise InputError(None, f"{len(self.ir)} patches are fewer than "
+                             f"one batch of {batch_size}")
+        self.mask_norm = mask_norm
+        self.shuffle = shuffle
+        self.seed = seed
+        super().__init__(
+            lambda dtype: STDFusionNet(paper_activations=paper_activations,
+                                       dtype=dtype),
+            batch_size, learning_rate=learning_rate, epsilon=epsilon,
+            strategy=strategy, precision=precision)
+
+    # ------------------------------------------------------------ batches --
+    def batch_indices(self, epoch, step):
+        """Patch indices of global batch ``step`` of ``epoch``."""
+        b = self.batch_size
+        if self.shuffle:
+            order = np.random.default_rng(self.seed + epoch).permutation(
+                len(self.ir))
+            return order[step * b:(step + 1) * b]
+        return np.arange(step * b, (step + 1) * b)
+
+    def batch_arrays(self, epoch, step):
+        idx = self.batch_indices(epoch, step)
+        return self.ir[idx], self.vi[idx], self.mask[idx]
+
+    def batch_signature(self):
+        return ((self.ir.shape[1:], "float32"),) * 3
+
+    # --------------------------------------------------------------- loss --
+    def replica_loss(self, ir, vi, mask):
+        import tensorflow as tf
+
+        # float32 for the loss whatever the compute precision (bf16
+        # output against float32 targets would not even type-check).
+        fused = tf.cast(self.model((ir, vi), training=True), tf.float32)
+        return fusion_loss(fused, ir, vi, mask, self.mask_norm,
+                           global_batch_size=self.batch_size)
+
+    def log_images(self, log, epoch, step, global_step):
+        _log_images(self, log, epoch, step, global_step)
 
     # -------------------------------------------------------- checkpoints --
     def optimizer_slots(self):
@@ -224,6 +339,11 @@ class Trainer:
 
     def save(self, prefix):
         return write_tf1_checkpoint(prefix, self.state_tensors())
+
+    def save_epoch(self, checkpoint_dir, epoch, final=False):
+        """Upstream's ``Fusion.model-<epoch>`` after every epoch."""
+        return self.save(os.path.join(checkpoint_dir,
+                                      f"Fusion.model-{epoch}"))
 
     def restore(self, src):
         """Resume: model, Adam slots and step count from a checkpoint of
@@ -260,14 +380,19 @@ class Trainer:
 
 class LossLog:
     """Means of the loss terms over the last SHOW_EVERY steps, printed and
-    appended to ``log.txt`` in upstream's format; TensorBoard scalars."""
+    appended to ``log.txt`` in upstream's format; TensorBoard scalars.
+
+    STDFusionNet's terms and lines; another task subclasses it with its own
+    ``TERMS``, ``scalars`` and ``lines``."""
+
+    TERMS = LOSS_TERMS
 
     def __init__(self, summary_dir, enabled=True):
         import tensorflow as tf
 
         summary_dir = str(summary_dir)
         self.enabled = enabled
-        self.sums = dict.fromkeys(LOSS_TERMS, 0.0)
+        self.sums = dict.fromkeys(self.TERMS, 0.0)
         self.count = 0
         self.start = time.time()
         self.path = os.path.join(summary_dir, "log.txt")
@@ -279,14 +404,18 @@ class LossLog:
     def add(self, terms, step):
         import tensorflow as tf
 
-        for k in LOSS_TERMS:
+        for k in self.TERMS:
             self.sums[k] += terms[k]
         self.count += 1
         if self.writer:
             with self.writer.as_default(step=step):
-                # upstream's summary names (both are the total loss)
-                tf.summary.scalar("g_loss_2", terms["total"])
-                tf.summary.scalar("loss_g", terms["total"])
+                for name, value in self.scalars(terms):
+                    tf.summary.scalar(name, value)
+
+    def scalars(self, terms):
+        """(TensorBoard name, value) of one step."""
+        # upstream's summary names (both are the total loss)
+        return [("g_loss_2", terms["total"]), ("loss_g", terms["total"])]
 
     def images(self, step, vi, ir, fused):
         import tensorflow as tf
@@ -301,27 +430,38 @@ class LossLog:
         if not self.count:
             return None
         m = {k: v / self.count for k, v in self.sums.items()}
-        line = ("Epoch:[%d/%d], step:[%d/%d], time: [%4.4f], loss_g:[%.4f], "
-                "vi_p_loss:[%.4f], ir_p_loss:[%.4f], vi_grad_loss:[%0.4f], "
-                "ir_grad_loss:[%0.4f]" % (
-                    epoch + 1, epochs, step + 1, steps,
-                    time.time() - self.start, m["total"], m["vi_pixel"],
-                    m["ir_pixel"], m["vi_grad"], m["ir_grad"]))
+        printed, line = self.lines(m, lr, epoch, epochs, step, steps,
+                                   time.time() - self.start)
         if self.enabled:
-            print("learn rate:[%0.6f]" % lr)
+            for text in printed:
+                print(text)
             print(line, flush=True)
             with open(self.path, "a") as f:
                 f.write(line + "\n")
             self.writer.flush()
-        self.sums = dict.fromkeys(LOSS_TERMS, 0.0)
+        self.sums = dict.fromkeys(self.TERMS, 0.0)
         self.count = 0
         self.start = time.time()
         return m
 
 
+    def lines(self, m, lr, epoch, epochs, step, steps, elapsed):
+        """(lines only printed, the line printed and logged) of a window
+        with mean terms ``m``."""
+        line = ("Epoch:[%d/%d], step:[%d/%d], time: [%4.4f], loss_g:[%.4f], "
+                "vi_p_loss:[%.4f], ir_p_loss:[%.4f], vi_grad_loss:[%0.4f], "
+                "ir_grad_loss:[%0.4f]" % (
+                    epoch + 1, epochs, step + 1, steps, elapsed, m["total"],
+                    m["vi_pixel"], m["ir_pixel"], m["vi_grad"],
+                    m["ir_grad"]))
+        return ["learn rate:[%0.6f]" % lr], line
+
+
 def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
         lr_decay=False, max_steps=None, chief=True, verbose=1):
-    """The epoch loop.  Returns the list of checkpoint prefixes written.
+    """The epoch loop.  Returns the list of checkpoints written.
+
+    ``learning_rate``: a number, or a function of the (0-based) epoch.
 
     Starts at ``trainer.global_step`` (0, or where a resumed run stopped).
     """
@@ -329,11 +469,14 @@ def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
 
     spe = trainer.steps_per_epoch
     start = trainer.global_step
-    log = LossLog(summary_dir, enabled=chief)
+    log = trainer.make_log(summary_dir, enabled=chief)
     written = []
     for epoch in range(start // spe, epochs):
-        lr = (upstream_learning_rate(epoch, epochs, learning_rate)
-              if lr_decay else learning_rate)
+        if callable(learning_rate):  # a task's own schedule
+            lr = learning_rate(epoch)
+        else:
+            lr = (upstream_learning_rate(epoch, epochs, learning_rate)
+                  if lr_decay else learning_rate)
         trainer.set_learning_rate(lr)
         first = start % spe if epoch == start // spe else 0
         bar = keras.utils.Progbar(spe, verbose=verbose if chief else 0,
@@ -353,7 +496,7 @@ def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
             bar.update(step + 1, values=[("loss", terms["total"])])
             if step % SHOW_EVERY == SHOW_EVERY - 1:
                 log.flush(lr, epoch, epochs, step, spe)
-                _log_images(trainer, log, epoch, step, global_step)
+                trainer.log_images(log, epoch, step, global_step)
             if max_steps is not None and global_step >= max_steps:
                 stop = True
                 break
@@ -362,8 +505,8 @@ def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
         # never span two epochs and the log is not silent for those steps.
         log.flush(lr, epoch, epochs, step, spe)
         if chief:
-            prefix = os.path.join(checkpoint_dir, f"Fusion.model-{epoch}")
-            written.append(trainer.save(prefix))
+            written.append(trainer.save_epoch(
+                checkpoint_dir, epoch, final=stop or epoch == epochs - 1))
         if stop:
             break
     return written

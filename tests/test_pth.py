@@ -67,10 +67,20 @@ def test_forbidden_global_runs_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_legacy_format_refused():
-    with pytest.raises(InputError, match=r"legacy \(pre-1\.6, non-zip\) "
-                       r"torch\.save format"):
-        load_pth(FIXTURES / "pth_legacy.pth")
+def test_legacy_format_read(expected, tmp_path):
+    """The pre-1.6 format (torchvision's vgg19-dcbb9e9d.pth is one) gives
+    the same state dict as the zip file; a truncated one is one line."""
+    sd = load_pth(FIXTURES / "pth_legacy.pth")
+    want = {k.split("/", 1)[1]: v for k, v in expected.items()
+            if k.startswith("state/")}
+    assert list(sd) == list(want)
+    for key, value in want.items():
+        assert_bitwise(sd[key], value, key)
+    data = (FIXTURES / "pth_legacy.pth").read_bytes()
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(data[:-10])
+    with pytest.raises(InputError, match="cut short"):
+        load_pth(cut)
 
 
 def test_truncated_and_non_zip(tmp_path):

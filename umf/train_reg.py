@@ -1,0 +1,142 @@
+"""Train MRRN (UMF-CMGR's registration network) as upstream's
+``Trainer/train_reg.py`` does.
+
+    python -m umf.train_reg --ir ir_256 --it pseudo_ir --ckpt runs/reg
+    python -m umf.train_reg --ir ir_256 --it pseudo_ir --ckpt runs/reg \
+        --pretrained reg_0800.pth --max_steps 100      # fine-tune the release
+    python -m umf.train_reg ... --vgg19 random         # smoke test only
+
+Infrared (``--ir``) and pseudo-infrared (``--it``) images of the same names,
+one shared RandomResizedCrop(256) per pair, the misalignment made online per
+batch, the VGG19-relu4_1 + smoothness loss, Adam 1e-3; see
+``stdfusion_tf/umf/reg_training.py`` for what exactly is reproduced.
+
+Writes ``<ckpt>/cp_<epoch>.weights.h5`` every 20 epochs and at the end (what
+``umf.test_reg --checkpoint`` takes), ``<ckpt>/train_state.npz`` after every
+epoch (run again with the same ``--ckpt`` to resume) and ``<ckpt>/log/``
+(log.txt, TensorBoard).  The loss needs torchvision's VGG19 ImageNet weights
+``vgg19-dcbb9e9d.pth`` (downloaded to ~/.keras/models/ when missing, or
+``--vgg19 FILE``).
+
+Upstream's code trains 800 epochs (``--nEpochs``); the paper says 300.
+"""
+
+import os
+import sys
+
+from absl import flags
+
+from stdfusion_tf import cli
+
+FLAGS = flags.FLAGS
+# Upstream's argparse options (names and defaults; the data and checkpoint
+# folders have no sensible default here, so they are required).
+flags.DEFINE_string("ir", None, "Infrared training images.")
+flags.DEFINE_string("it", None, "Pseudo-infrared images (CPSTN outputs), "
+                    "same names as --ir.")
+flags.DEFINE_integer("batchsize", 16, "Training batch size (global, over all "
+                     "devices).")
+flags.DEFINE_integer("nEpochs", 800, "Number of epochs (upstream's code: 800; "
+                     "the paper: 300).")
+flags.DEFINE_float("lr", 1e-3, "Adam learning rate.")
+flags.DEFINE_integer("step", 1200, "Learning rate divided by 10 every this "
+                     "many epochs (upstream's adjust_learning_rate; never "
+                     "within 800 epochs).")
+flags.DEFINE_string("pretrained", None, "Start from these MRRN weights "
+                    "(.pth, e.g. reg_0800.pth, or .weights.h5).  Ignored when "
+                    "--ckpt holds a training state to resume.")
+flags.DEFINE_string("ckpt", None, "Checkpoint folder (weights, resumable "
+                    "state, log).")
+# Ours.
+flags.DEFINE_integer("max_steps", None, "Stop after this many optimizer "
+                     "steps in total (a checkpoint is written).")
+flags.DEFINE_string("vgg19", None, "torchvision's vgg19-dcbb9e9d.pth for the "
+                    "loss (default: ~/.keras/models/, downloaded when "
+                    "missing), or 'random': a randomly initialised VGG19, "
+                    "for smoke tests only (not upstream's loss).")
+flags.DEFINE_integer("seed", 0, "Seed of the initial weights, the batch "
+                     "order, crops and deformations (and of --vgg19 random).")
+flags.DEFINE_integer("crop_size", 256, "RandomResizedCrop output size "
+                     "(upstream: 256).")
+flags.DEFINE_integer("save_every", 20, "Write cp_<epoch>.weights.h5 every "
+                     "this many epochs (upstream: 20).")
+flags.DEFINE_string("summary_dir", None, "log.txt and TensorBoard events "
+                    "(default <ckpt>/log).")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
+                                          "multi_worker"],
+                  "tf.distribute strategy.")
+flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many "
+                     "logical devices (to try --strategy=mirrored).")
+flags.mark_flags_as_required(["ir", "it", "ckpt"])
+
+
+def main(argv):
+    from stdfusion_tf.errors import InputError
+    from stdfusion_tf.umf import reg_training, vgg
+
+    if len(argv) > 1:
+        raise flags.UnrecognizedFlagError(argv[1])
+    if FLAGS.batchsize < 1 or FLAGS.nEpochs < 1 or FLAGS.step < 1 or \
+            FLAGS.save_every < 1 or FLAGS.crop_size < 8:
+        raise InputError(None, "--batchsize, --nEpochs, --step, --save_every "
+                         "must be >= 1 and --crop_size >= 8")
+    if not FLAGS.lr > 0:
+        raise InputError(None, f"--lr must be > 0, got {FLAGS.lr}")
+    if os.path.exists(FLAGS.ckpt) and not os.path.isdir(FLAGS.ckpt):
+        raise InputError(FLAGS.ckpt, "--ckpt is an existing file, not a "
+                         "folder")
+    # Every input is checked before anything is written.
+    stems, irs, its = reg_training.read_pairs(FLAGS.ir, FLAGS.it,
+                                              FLAGS.crop_size)
+    vgg_state, vgg_what = vgg.resolve(FLAGS.vgg19)
+    resume = reg_training.has_state(FLAGS.ckpt)
+    if FLAGS.pretrained and not resume:
+        from stdfusion_tf.umf import weights
+        weights.load_network(FLAGS.pretrained, expect="mrrn")  # check it
+    if vgg_state is None:
+        print("WARNING: --vgg19 random: the loss uses a RANDOMLY INITIALISED "
+              "VGG19, not torchvision's ImageNet weights -- a smoke test, "
+              "not upstream's training", file=sys.stderr, flush=True)
+
+    import tensorflow as tf
+
+    from stdfusion_tf import training
+
+    if FLAGS.cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+    strategy = training.make_strategy(FLAGS.strategy)
+    chief = training.is_chief(strategy)
+    import keras
+    keras.utils.set_random_seed(FLAGS.seed)  # the initial weights
+    trainer = reg_training.MRRNTrainer(
+        (irs, its), vgg_state, batch_size=FLAGS.batchsize,
+        learning_rate=FLAGS.lr, crop_size=FLAGS.crop_size, seed=FLAGS.seed,
+        vgg_seed=FLAGS.seed, save_every=FLAGS.save_every, strategy=strategy)
+    print(f"{len(stems)} pairs, {trainer.steps_per_epoch} steps of "
+          f"{FLAGS.batchsize} per epoch; {strategy.num_replicas_in_sync} "
+          f"replica(s); VGG19: {vgg_what}")
+    if resume:
+        path, step = trainer.restore(FLAGS.ckpt)
+        print(f"resuming from {path} at step {step}")
+    elif FLAGS.pretrained:
+        trainer.init_from(FLAGS.pretrained)
+        print(f"initialised from {FLAGS.pretrained}")
+
+    def learning_rate(epoch):  # upstream's adjust_learning_rate
+        return FLAGS.lr * (0.1 ** (epoch // FLAGS.step))
+
+    summary_dir = FLAGS.summary_dir or os.path.join(FLAGS.ckpt, "log")
+    try:
+        written = training.fit(trainer, FLAGS.nEpochs, FLAGS.ckpt, summary_dir,
+                               learning_rate=learning_rate,
+                               max_steps=FLAGS.max_steps, chief=chief)
+    except training.TrainingError as exc:
+        raise InputError(None, str(exc))
+    if written:
+        print(f"step {trainer.global_step}; latest checkpoint {written[-1]}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
