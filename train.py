@@ -83,7 +83,7 @@ flags.DEFINE_string("mirror", None, "Local copy of the upstream files to "
 def main(argv):
     import tensorflow as tf
 
-    from stdfusion_tf import assets, training
+    from stdfusion_tf import assets, fileio, training
     from stdfusion_tf.data import prepare_training_data
     from stdfusion_tf.errors import InputError
 
@@ -96,6 +96,12 @@ def main(argv):
     if FLAGS.batch_size < 1 or FLAGS.stride < 1 or FLAGS.image_size < 8:
         raise InputError(None, "--batch_size, --stride must be >= 1 and "
                          "--image_size >= 8")
+    # Every output location, before any work (one line, nothing written).
+    for folder in (FLAGS.checkpoint_dir, FLAGS.summary_dir,
+                   os.path.join(FLAGS.checkpoint_dir,
+                                training.run_name(FLAGS.batch_size))):
+        fileio.check_folder(folder)
+    fileio.check_file_target("variables.txt")
     if FLAGS.cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
