@@ -42,32 +42,57 @@ flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                   "Refused where bf16 is not native.")
 flags.DEFINE_integer("tile_size", None, "Fuse in tiles of this size (with a "
                      "9-pixel halo each) to bound memory on huge images; "
-                     "the output equals whole-image fusion.  >= 18.")
+                     "the output equals whole-image fusion.  >= 18; 0: "
+                     "always whole images.  Default: chosen per image from "
+                     "--max_memory.")
+flags.DEFINE_string("max_memory", None, "Memory budget (e.g. 8G, 500M) from "
+                    "which the tile size is chosen when --tile_size is not "
+                    "given: whole images when they fit, else the largest "
+                    "tiles that do.  Default: half the memory available at "
+                    "start (MemAvailable).")
+flags.DEFINE_string("ir_range", "minmax", "How 16-bit and float infrared "
+                    "images are mapped to the network's 0..255: minmax "
+                    "(per image, like a thermal viewer's automatic gain) or "
+                    "percentile:P (between the P-th and (100-P)-th "
+                    "percentiles, the tails clipped).  8-bit images are "
+                    "read as upstream, whatever this says.")
 flags.DEFINE_string("mirror", None, "Local folder laid out like ../shared/"
                     "upstream to copy the default assets from instead of "
                     "downloading them (default: $STDFUSION_MIRROR).")
 
 
 def main(argv):
-    from stdfusion_tf import assets, fusion
+    from stdfusion_tf import assets, fileio, fusion, images
     from stdfusion_tf.checkpoints import load_model
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
     fusion.check_precision(FLAGS.precision)  # before any work
     fusion.check_tile_size(FLAGS.tile_size)
+    images.parse_ir_range(FLAGS.ir_range)
+    max_memory = (fusion.parse_memory(FLAGS.max_memory) if FLAGS.max_memory
+                  else fusion.default_max_memory())
+    fileio.check_folder(FLAGS.output_dir)  # before fetching anything
+    if fusion.largest_image(FLAGS.ir_dir) > fusion.LARGE_PIXELS:
+        fusion.lean_allocator()  # before TensorFlow starts
     assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
                            FLAGS.mirror)
     model = load_model(FLAGS.checkpoint,
                        paper_activations=FLAGS.paper_activations,
                        dtype="mixed_bfloat16" if FLAGS.precision == "bfloat16"
                        else None)
+    fuser = fusion.Fuser(model, tile_size=FLAGS.tile_size,
+                         max_memory=max_memory)
     timings = fusion.fuse_folders(
-        fusion.Fuser(model, tile_size=FLAGS.tile_size), FLAGS.ir_dir,
-        FLAGS.vi_dir, FLAGS.output_dir,
-        save_mode=FLAGS.save_mode, color=FLAGS.color)
+        fuser, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.output_dir,
+        save_mode=FLAGS.save_mode, color=FLAGS.color,
+        ir_range=FLAGS.ir_range)
     print(f"Fused {len(timings)} pairs into {os.path.abspath(FLAGS.output_dir)}"
           f": {fusion.summarize(timings)} (network only)")
+    if fuser.tiled_images and FLAGS.tile_size is None:
+        print(f"{fuser.tiled_images} image(s) fused in tiles to stay under "
+              f"--max_memory {fusion.gigabytes(max_memory)} (same output as "
+              "whole-image fusion)")
 
 
 if __name__ == "__main__":
