@@ -15,6 +15,17 @@ import tempfile
 from .errors import InputError
 
 
+def _read_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import (os.umask can only be read by setting it, which
+# would race with files created by other threads)
+UMASK = _read_umask()
+
+
 def _reason(exc):
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
@@ -88,6 +99,8 @@ def atomic_output(path, suffix=""):
                                    dir=directory)
         os.close(fd)
         yield tmp
+        # mkstemp makes 0600 files; outputs get the usual 0666 & ~umask
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except OSError as exc:  # incl. h5py's, which carry no errno
         raise write_error(path, exc) from exc

@@ -234,3 +234,10 @@ def test_asset_folder_collision(tmp_path):
         assets.fetch("jiayi-ma-29", root=tmp_path,
                      mirror=str(ROOT.parent / "shared" / "upstream"))
     assert (tmp_path / "checkpoint").read_text() == "not a folder"
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    """Temporary files are 0600; the renamed outputs are 0666 & ~umask."""
+    with fileio.atomic_output(tmp_path / "a.txt") as tmp:
+        open(tmp, "w").write("x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~fileio.UMASK
