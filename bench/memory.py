@@ -4,7 +4,7 @@ fusion.
     python bench/memory.py                     # the default cases below
     python bench/memory.py --whole 1024,2048 --tiled 8192 --tile_size 1024 \
         --auto 4096 --compare_tile 512
-    python bench/memory.py --allocator bfc     # TF's own oneDNN pool (before)
+    python bench/memory.py --allocator system  # as test.py --lean_allocator
 
 Each case runs in a fresh process on a synthetic square pair (copies of a
 test pair) and reports its peak RSS (getrusage ru_maxrss), the RSS after the
@@ -19,8 +19,9 @@ cleanly and is reported as such.
   MemAvailable); with --compare_tile its 8-bit output is compared with a
   --compare_tile fusion of the same pair (must be identical).
 
-``--allocator system`` (default, as test.py sets it) runs oneDNN on the
-system allocator (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1); ``bfc`` on TF's pool.
+``--allocator bfc`` (default, as test.py) runs oneDNN on TF's pool;
+``system`` on the system allocator (TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1, as
+test.py --lean_allocator).
 """
 
 import os
@@ -42,8 +43,9 @@ flags.DEFINE_list("auto", ["4096"], "Sizes to fuse with test.py's default "
                   "(tiles chosen from the memory budget).")
 flags.DEFINE_integer("compare_tile", 512, "Compare each auto run's output "
                      "with a run in tiles of this size (0: no comparison).")
-flags.DEFINE_enum("allocator", "system", ["system", "bfc"], "oneDNN's "
-                  "allocator: the system's (as test.py) or TF's BFC pool.")
+flags.DEFINE_enum("allocator", "bfc", ["system", "bfc"], "oneDNN's "
+                  "allocator: TF's BFC pool (test.py's default) or the "
+                  "system's (test.py --lean_allocator).")
 flags.DEFINE_float("cap_gb", 20.0, "Address-space cap of each run (GB).")
 flags.DEFINE_string("mirror", None, "Folder laid out like ../shared/upstream "
                     "(default: ../shared/upstream when present).")

@@ -35,7 +35,7 @@ RUNTIME_BYTES = 1 << 30
 IMAGE_BYTES_PER_PIXEL = 48
 MIN_AUTO_TILE = 128
 # Images above this size (2 Mpx: whole-image fusion needs ~4.5 GB) are read
-# only one ahead, and test.py runs oneDNN on the system allocator for them.
+# only one ahead.
 LARGE_PIXELS = 2 << 20
 # The default --max_memory: this share of the memory available now
 # (MemAvailable of /proc/meminfo), leaving room for other processes.
@@ -122,33 +122,14 @@ def lean_allocator():
     TensorFlow's BFC pool, which keeps every block it ever grew to: the
     working memory of whole-image fusion drops from ~2.1 to ~1.3 KB per
     pixel (bench/memory.py), the arithmetic is the same.  Each op then gets
-    fresh pages from the kernel, which costs time on small images, so
-    test.py does this only for large ones.  Effective only before
-    TensorFlow starts; returns whether it is in effect."""
+    fresh pages from the kernel, which costs time: ~1.6x slower on a
+    2.7 Mpx image, so it is opt-in (test.py --lean_allocator).  Effective
+    only before TensorFlow starts; returns whether it is in effect."""
     import sys
 
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
     return allocator() == "system"
-
-
-def largest_image(folder):
-    """Pixels of the largest image in ``folder`` from the file headers (no
-    decoding; 0 when the folder cannot be listed -- checked later)."""
-    from PIL import Image
-
-    try:
-        names = images.list_images(folder)
-    except InputError:
-        return 0
-    largest = 0
-    for name in names:
-        try:
-            with Image.open(os.path.join(str(folder), name)) as im:
-                largest = max(largest, im.size[0] * im.size[1])
-        except Exception:  # reported by the full check later
-            pass
-    return largest
 
 
 def default_max_memory():
