@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 
+from . import fileio
 from .errors import InputError, one_line
 
 MIRROR_ENV = "STDFUSION_MIRROR"
@@ -93,6 +94,7 @@ def fetch(group, root=PROJECT_ROOT, mirror=None, verbose=True):
     paths, fetched = [], 0
     for entry in entries:
         dest = pathlib.Path(root, entry["dest"]).resolve()
+        fileio.check_writable(dest.parent, [dest])
         dest.parent.mkdir(parents=True, exist_ok=True)
         log = io.StringIO()  # get_file's per-file progress bars: one line below
         try:

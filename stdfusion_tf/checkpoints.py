@@ -169,16 +169,27 @@ def write_tf1_checkpoint(prefix, tensors, update_state=True):
     """
     import tensorflow as tf
 
+    from .fileio import check_writable, write_error
+
     prefix = os.path.abspath(str(prefix))
     directory = os.path.dirname(prefix)
-    os.makedirs(directory, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory)
+    check_writable(directory, [prefix + ".index", prefix + DATA_SUFFIX])
+    try:
+        os.makedirs(directory, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory)
+    except OSError as exc:
+        raise write_error(prefix, exc) from exc
     try:
         names = sorted(tensors)
-        tf.raw_ops.SaveV2(
-            prefix=os.path.join(tmp, "ckpt"), tensor_names=names,
-            shape_and_slices=[""] * len(names),
-            tensors=[tf.convert_to_tensor(tensors[n]) for n in names])
+        try:
+            tf.raw_ops.SaveV2(
+                prefix=os.path.join(tmp, "ckpt"), tensor_names=names,
+                shape_and_slices=[""] * len(names),
+                tensors=[tf.convert_to_tensor(tensors[n]) for n in names])
+        except (OSError, tf.errors.OpError) as exc:
+            # a full disk: the temporary folder goes, the previous
+            # checkpoint of that name (if any) is untouched
+            raise write_error(prefix, exc) from exc
         if os.path.exists(prefix + ".index"):
             os.remove(prefix + ".index")  # never a new data file + old index
         os.replace(os.path.join(tmp, "ckpt" + DATA_SUFFIX), prefix + DATA_SUFFIX)

@@ -16,9 +16,21 @@ from .errors import InputError, one_line
 from .fileio import atomic_output
 
 
-def read_u8(path):
-    """8-bit gray array as the MATLAB evaluation sees the file."""
+def read_u8(path, ir_range=None):
+    """8-bit gray array as the MATLAB evaluation sees the file.
+
+    ``ir_range`` (infrared sources only): a 16-bit or float single-channel
+    image is mapped to 0..255 as test.py maps it (``images.wide_to_gray``),
+    then rounded to uint8 -- the image the network saw, to the gray level.
+    (MATLAB's ``imread`` would give the raw 16-bit values, which the group's
+    code does not handle.)"""
     im = images.open_image(path)  # sniffed format, full decode, one-line errors
+    if im.mode in images.WIDE_MODES and ir_range is not None:
+        try:
+            gray = images.wide_to_gray(np.asarray(im), ir_range)
+        except InputError as exc:
+            raise InputError(path, exc.problem)
+        return np.rint(gray).astype(np.uint8)
     if im.mode in ("L", "P"):
         return np.asarray(im)  # MATLAB imread: palette indices for 'P'
     if im.mode == "LA":
@@ -30,7 +42,8 @@ def read_u8(path):
                          else im.convert("RGB"))
         return metrics.rgb2gray(rgb)
     raise InputError(path, f"unsupported image mode {im.mode} (8-bit gray "
-                     "or colour expected)")
+                     "or colour expected; 16-bit and float images are "
+                     "accepted as infrared sources only)")
 
 
 def parse_metrics(spec):
@@ -60,7 +73,7 @@ def parse_methods(specs):
 
 
 def evaluate_folders(ir_dir, vi_dir, methods, chosen, allow_missing=False,
-                     progress=None):
+                     progress=None, ir_range="minmax"):
     """-> (rows [{method, name, metric: value}], skipped stems).
 
     Pairs by file stem over all folders; a stem missing anywhere is an error
@@ -74,7 +87,7 @@ def evaluate_folders(ir_dir, vi_dir, methods, chosen, allow_missing=False,
     rows = []
     for i, (stem, (ir_path, vi_path, *fused_paths)) in enumerate(
             zip(stems, paths)):
-        a, b = read_u8(ir_path), read_u8(vi_path)
+        a, b = read_u8(ir_path, ir_range), read_u8(vi_path)
         if a.shape != b.shape:
             raise InputError(vi_path, "size mismatch: {}x{} but the infrared "
                              "image {} is {}x{}".format(*b.shape, ir_path,

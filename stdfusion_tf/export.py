@@ -46,6 +46,41 @@ def _uint8_endpoint(model):
 
 
 def export_saved_model(model, path):
+    """Write the SavedModel into a temporary folder beside ``path``, then
+    swap it in: a failed export leaves ``path`` as it was."""
+    import shutil
+    import tempfile
+
+    from .fileio import write_error
+
+    path = os.path.abspath(str(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-saved_model-",
+                           dir=os.path.dirname(path))
+    try:
+        try:
+            _write_saved_model(model, tmp)
+        except OSError as exc:
+            raise write_error(path, exc) from exc
+        except Exception as exc:  # TF's file errors are not OSErrors
+            if "space" in str(exc).lower() or type(exc).__name__ in (
+                    "ResourceExhaustedError", "PermissionDeniedError",
+                    "FailedPreconditionError", "InternalError"):
+                raise write_error(path, exc) from exc
+            raise
+        if os.path.isdir(path):
+            old = tmp + "-old"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _write_saved_model(model, path):
     import keras
     import tensorflow as tf
 
@@ -75,8 +110,11 @@ def convert_tflite(saved_model, path, quantize=False):
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     data = converter.convert()
-    with open(path, "wb") as f:
-        f.write(data)
+    from .fileio import atomic_output
+
+    with atomic_output(path, suffix=".tflite") as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
     return str(path)
 
 
@@ -125,7 +163,7 @@ def main(argv):
     import tensorflow as tf
     from absl import flags
 
-    from . import assets
+    from . import assets, fileio
     from .checkpoints import load_model
     from .errors import InputError
     from .fusion import Fuser
@@ -133,12 +171,18 @@ def main(argv):
     FLAGS = flags.FLAGS
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
-    assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
-                           FLAGS.mirror)
-    if os.path.exists(FLAGS.output_dir) and os.listdir(FLAGS.output_dir) \
+    fileio.check_writable(FLAGS.output_dir, [
+        os.path.join(FLAGS.output_dir, n) for n in (
+            "stdfusion.tflite", "stdfusion_dynamic_range.tflite")])
+    if os.path.isdir(FLAGS.output_dir) and os.listdir(FLAGS.output_dir) \
             and not FLAGS.overwrite:
         raise InputError(FLAGS.output_dir, "exists and is not empty "
                          "(--overwrite to replace)")
+    saved_model_dir = os.path.join(FLAGS.output_dir, "saved_model")
+    if os.path.exists(saved_model_dir) and not os.path.isdir(saved_model_dir):
+        raise InputError(saved_model_dir, "exists and is not a folder")
+    assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
+                           FLAGS.mirror)
     model = load_model(FLAGS.checkpoint)
     keras_fuser = Fuser(model)
     pairs = test_pairs(FLAGS.ir_dir, FLAGS.vi_dir)

@@ -46,24 +46,77 @@ def open_image(path):
     return im
 
 
+# Single-channel modes with more than 8 bits (radiometric thermal cameras
+# write 16-bit PNG/TIFF; some tools write 32-bit float TIFF).
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
 def _to_ycbcr(im):
     # scipy.misc.fromimage(im, mode='YCbCr'): convert unless already YCbCr.
     # Pillow has no direct conversion from 16-bit or float modes.
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if im.mode in WIDE_MODES:
         raise InputError(getattr(im, "filename", "image"),
                          f"unsupported image mode {im.mode} (8-bit gray or "
-                         "colour expected)")
+                         "colour expected; 16-bit and float images are "
+                         "accepted as infrared only)")
     return im if im.mode == "YCbCr" else im.convert("YCbCr")
 
 
-def read_gray(path):
+def parse_ir_range(spec):
+    """--ir_range: 'minmax' -> ('minmax', 0.0); 'percentile:P' ->
+    ('percentile', P) with 0 <= P < 50."""
+    if spec == "minmax":
+        return "minmax", 0.0
+    name, _, value = str(spec).partition(":")
+    try:
+        p = float(value)
+    except ValueError:
+        p = -1.0
+    if name != "percentile" or not 0 <= p < 50:
+        raise InputError(None, f"--ir_range {spec!r}: expected minmax or "
+                         "percentile:P with 0 <= P < 50 (e.g. percentile:1)")
+    return "percentile", p
+
+
+def wide_to_gray(values, ir_range="minmax"):
+    """A 16-bit / float single-channel image -> float32 [H, W] on 0..255.
+
+    ``minmax`` (default): ``(x - min) * 255 / (max - min)`` over the image,
+    as a thermal viewer's automatic gain does; ``percentile:P``: the same
+    between the P-th and (100 - P)-th percentiles, values outside clipped
+    (so a few hot or dead pixels do not flatten the rest).  Computed in
+    float64, rounded to float32; a constant image maps to 0.  NaN/inf
+    pixels are an error."""
+    x = np.array(values, np.float64)  # a copy: worked on in place
+    if not np.isfinite(x).all():
+        raise InputError(None, "has NaN or infinite pixels")
+    mode, p = parse_ir_range(ir_range)
+    if mode == "percentile" and p > 0:
+        lo, hi = np.percentile(x, [p, 100 - p])
+    else:
+        lo, hi = x.min(), x.max()
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    x -= lo
+    x *= scale
+    np.clip(x, 0, 255, out=x)
+    return x.astype(np.float32)
+
+
+def read_gray(path, ir_range=None):
     """Float32 [H, W] array in 0..255, as ``scipy.misc.imread(path,
-    flatten=True, mode='YCbCr')`` returned it."""
+    flatten=True, mode='YCbCr')`` returned it.
+
+    8-bit gray and colour images take exactly that path.  16-bit and 32-bit
+    (integer or float) single-channel images, which upstream could not read,
+    are mapped to 0..255 by ``wide_to_gray`` with ``ir_range`` ('minmax' or
+    'percentile:P'; given for infrared images only: None refuses them)."""
     im = open_image(path)
     try:
+        if im.mode in WIDE_MODES and ir_range is not None:
+            return wide_to_gray(np.asarray(im), ir_range)
         return np.asarray(_to_ycbcr(im).convert("F"), dtype=np.float32)
-    except InputError:
-        raise
+    except InputError as exc:
+        raise InputError(path, exc.problem) if exc.path is None else exc
     except Exception as exc:
         raise InputError(path, f"cannot convert image ({one_line(exc)})")
 
@@ -119,9 +172,17 @@ def image_size(path):
     return im.size[1], im.size[0]
 
 
-def scale_in(gray):
-    """0..255 -> [-1, 1], as upstream's test script: ``x / 127.5 - 1``."""
-    return np.asarray(gray, np.float32) / np.float32(127.5) - np.float32(1.0)
+def scale_in(gray, inplace=False):
+    """0..255 -> [-1, 1], as upstream's test script: ``x / 127.5 - 1``.
+    ``inplace``: reuse ``gray``'s memory when it is a float32 array (same
+    float32 arithmetic, no temporaries)."""
+    x = np.asarray(gray, np.float32)
+    if not (inplace and x is gray and x.flags.writeable):
+        x = x / np.float32(127.5)
+    else:
+        x /= np.float32(127.5)
+    x -= np.float32(1.0)
+    return x
 
 
 def bytescale(data):
@@ -147,18 +208,23 @@ def _stretch(shifted, cscale):
     return shifted.astype(np.uint8)
 
 
-def to_uint8(fused, save_mode="minmax", value_range=None):
+def to_uint8(fused, save_mode="minmax", value_range=None, inplace=False):
     """Fused [-1, 1] float array -> uint8 image.
 
     ``minmax`` (default, as released upstream): ``bytescale((y + 1) * 127.5)``.
     ``value_range=(lo, hi)`` supplies the whole image's min/max when ``fused``
     is only a part of it (tiled inference).
     ``clip``: ``clip(round((y + 1) * 127.5), 0, 255)``.
+    ``inplace``: ``fused`` (float32) may be overwritten: no float temporary.
     """
     if save_mode not in SAVE_MODES:
         raise InputError(None, f"--save_mode must be one of {SAVE_MODES}, "
                          f"got {save_mode!r}")
-    y = np.asarray(fused, np.float32) + np.float32(1.0)
+    y = np.asarray(fused, np.float32)
+    if inplace and y is fused and y.flags.writeable:
+        y += np.float32(1.0)
+    else:
+        y = y + np.float32(1.0)
     y *= np.float32(127.5)  # in place: huge images keep one temporary
     if save_mode == "clip":
         np.rint(y, out=y)

@@ -158,13 +158,19 @@ def _edge_preservation(g_src, a_src, g_f, a_f):
     return qg * qa
 
 
-def qabf(f, a, b):
+def qabf(f, a, b, unit_range=False):
     """Qabf (Xydeas-Petrovic edge preservation, L = 1).
 
-    On ``im2double`` images (0..1), as ``analysis_Reference.m`` calls it:
-    with the equal-gradient quirk (G = gF) the scale matters.
+    On 0..255 doubles, as ``analysis_Reference.m`` at the pinned commit
+    0e87153 calls it (``im2double(img) * 255``).  Because of the
+    equal-gradient quirk (G = gF where gA == gF) the value depends on the
+    scale; ``unit_range=True`` gives images in [0, 1], as the repository's first
+    version of ``analysis_Reference.m`` (5d6c43a, May 2022) passed them
+    (up to ~1 % lower on TNO42).
     """
-    f, a, b = (_u8(x).astype(np.float64) / 255.0 for x in (f, a, b))
+    f, a, b = (_u8(x).astype(np.float64) for x in (f, a, b))
+    if unit_range:
+        f, a, b = f / 255.0, a / 255.0, b / 255.0
     gf, af = _sobel(f)
     ga, aa = _sobel(a)
     gb, ab = _sobel(b)

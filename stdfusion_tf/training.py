@@ -465,7 +465,7 @@ def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
 
     Starts at ``trainer.global_step`` (0, or where a resumed run stopped).
     """
-    import keras
+    from . import progress
 
     spe = trainer.steps_per_epoch
     start = trainer.global_step
@@ -479,8 +479,8 @@ def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
                   if lr_decay else learning_rate)
         trainer.set_learning_rate(lr)
         first = start % spe if epoch == start // spe else 0
-        bar = keras.utils.Progbar(spe, verbose=verbose if chief else 0,
-                                  stateful_metrics=["loss"])
+        bar = progress.progbar(spe, verbose=verbose if chief else 0,
+                               stateful_metrics=["loss"])
         bar.update(first)
         stop = False
         for step, batch in zip(range(first, spe), trainer.dataset(epoch, first)):

@@ -25,24 +25,34 @@ flags.DEFINE_string("out_dir", "evaluation", "Where the report goes.")
 flags.DEFINE_string("metrics", "EN,MI,VIF,SF", "Comma-separated metrics "
                     "(EN, MI, VIF, SF, SF255, SD, AG, CC, SCD, Qabf, PSNR, "
                     "MSE) or 'all'.  Default: the paper's Table I.")
+flags.DEFINE_string("ir_range", "minmax", "How 16-bit and float infrared "
+                    "source images are mapped to 0..255 (as test.py's "
+                    "--ir_range, then rounded to 8 bits): minmax or "
+                    "percentile:P.")
 flags.DEFINE_bool("allow_missing", False, "Skip (and report) names missing "
                   "from some folders instead of stopping.")
 flags.mark_flags_as_required(["ir_dir", "vi_dir", "fused"])
 
 
 def main(argv):
-    from stdfusion_tf import evaluation
+    import os
+
+    from stdfusion_tf import evaluation, fileio, images
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
     chosen = evaluation.parse_metrics(FLAGS.metrics)
     methods = evaluation.parse_methods(FLAGS.fused)
-    import keras  # progress bar only
+    images.parse_ir_range(FLAGS.ir_range)
+    fileio.check_writable(FLAGS.out_dir, [
+        os.path.join(FLAGS.out_dir, n)
+        for n in ("table.md", "metrics.csv", "curves.png")])
+    from stdfusion_tf import progress
 
-    bar = keras.utils.Progbar(None, unit_name="pair")
+    bar = progress.progbar(None, unit_name="pair")
     rows, skipped, columns = evaluation.evaluate_folders(
         FLAGS.ir_dir, FLAGS.vi_dir, methods, chosen,
-        allow_missing=FLAGS.allow_missing,
+        allow_missing=FLAGS.allow_missing, ir_range=FLAGS.ir_range,
         progress=lambda i, n: (setattr(bar, "target", n), bar.update(i)))
     if skipped:
         print(f"Skipped {len(skipped)} name(s) missing from some folder: "

@@ -36,8 +36,11 @@ def main(argv):
     from stdfusion_tf.model import STDFusionNet, tf1_variable_shapes
     from stdfusion_tf.reference import max_abs_diff
 
+    from stdfusion_tf import fileio
+
     if not is_keras_weights(FLAGS.dst):
         raise InputError(FLAGS.dst, "--dst must end in .weights.h5")
+    fileio.check_file_target(FLAGS.dst)  # before the slow validation
     expected = tf1_variable_shapes()
     root, arrays, prefix = read_tf1_weights(FLAGS.src, expected)
     print(f"Read {len(arrays)} variables under '{root}/' from {prefix}")

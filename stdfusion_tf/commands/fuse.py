@@ -49,39 +49,68 @@ flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                   "Refused where bf16 is not native.")
 flags.DEFINE_integer("tile_size", None, "Fuse in tiles of this size (with a "
                      "9-pixel halo each) to bound memory on huge images; "
-                     "the output equals whole-image fusion.  >= 18.")
+                     "the output equals whole-image fusion.  >= 18; 0: "
+                     "always whole images.  Default: chosen per image from "
+                     "--max_memory.")
 flags.DEFINE_bool("salient_map", False, "Also write the paper's Fig. 15 "
                   "map per pair: |fused - visible| on the network's [-1, 1] "
                   "scale times 127.5 (gray levels), <output_dir>/salient/"
                   "<name>.png, and <name>_overlay.png (the map in 'hot' "
                   "colours over the visible image).")
+flags.DEFINE_string("max_memory", None, "Memory budget (e.g. 8G, 500M) from "
+                    "which the tile size is chosen when --tile_size is not "
+                    "given: whole images when they fit, else the largest "
+                    "tiles that do.  Default: half the memory available at "
+                    "start (MemAvailable).")
+flags.DEFINE_bool("lean_allocator", False, "Run oneDNN on the system "
+                  "allocator instead of TensorFlow's pool: ~1.3 instead of "
+                  "~2.1 KB per pixel of working memory (larger tiles under "
+                  "--max_memory), same output, but ~1.6x slower.")
+flags.DEFINE_string("ir_range", "minmax", "How 16-bit and float infrared "
+                    "images are mapped to the network's 0..255: minmax "
+                    "(per image, like a thermal viewer's automatic gain) or "
+                    "percentile:P (between the P-th and (100-P)-th "
+                    "percentiles, the tails clipped).  8-bit images are "
+                    "read as upstream, whatever this says.")
 flags.DEFINE_string("mirror", None, "Local folder laid out like ../shared/"
                     "upstream to copy the default assets from instead of "
                     "downloading them (default: $STDFUSION_MIRROR).")
 
 
 def main(argv):
-    from stdfusion_tf import assets, fusion, salient
+    from stdfusion_tf import assets, fileio, fusion, images, salient
     from stdfusion_tf.checkpoints import load_model
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
     fusion.check_precision(FLAGS.precision)  # before any work
     fusion.check_tile_size(FLAGS.tile_size)
+    images.parse_ir_range(FLAGS.ir_range)
+    max_memory = (fusion.parse_memory(FLAGS.max_memory) if FLAGS.max_memory
+                  else fusion.default_max_memory())
+    fileio.check_folder(FLAGS.output_dir)  # before fetching anything
+    if FLAGS.lean_allocator:
+        fusion.lean_allocator()  # before TensorFlow starts
     assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
                            FLAGS.mirror)
     model = load_model(FLAGS.checkpoint,
                        paper_activations=FLAGS.paper_activations,
                        dtype="mixed_bfloat16" if FLAGS.precision == "bfloat16"
                        else None)
+    fuser = fusion.Fuser(model, tile_size=FLAGS.tile_size,
+                         max_memory=max_memory)
     timings = fusion.fuse_folders(
-        fusion.Fuser(model, tile_size=FLAGS.tile_size), FLAGS.ir_dir,
-        FLAGS.vi_dir, FLAGS.output_dir,
+        fuser, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.output_dir,
         save_mode=FLAGS.save_mode, color=FLAGS.color,
+        ir_range=FLAGS.ir_range,
         extra=salient.MapWriter(FLAGS.output_dir) if FLAGS.salient_map
         else None)
     print(f"Fused {len(timings)} pairs into {os.path.abspath(FLAGS.output_dir)}"
           f": {fusion.summarize(timings)} (network only)")
+    if fuser.tiled_images and FLAGS.tile_size is None:
+        print(f"{fuser.tiled_images} image(s) fused in tiles to stay under "
+              f"--max_memory {fusion.gigabytes(max_memory)} (same output as "
+              "whole-image fusion)")
 
 
 def run():

@@ -40,9 +40,15 @@ def main(argv):
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", FLAGS.root):
         raise InputError(None, f"--root {FLAGS.root!r} is not a variable "
                          "scope name")
+    from stdfusion_tf import fileio
+
     if os.path.isdir(FLAGS.dst):
         raise InputError(FLAGS.dst, "--dst is a folder; give a checkpoint "
                          "prefix such as <folder>/Fusion.model-29")
+    for suffix in (".index", ".data-00000-of-00001"):
+        fileio.check_file_target(FLAGS.dst + suffix)
+    fileio.check_file_target(os.path.join(os.path.dirname(
+        os.path.abspath(FLAGS.dst)), "checkpoint"))
     arrays = read_keras_weights(FLAGS.src)
     prefix = write_tf1_checkpoint(
         FLAGS.dst, {f"{FLAGS.root}/{k}": v for k, v in arrays.items()})

@@ -93,7 +93,7 @@ flags.DEFINE_string("mirror", None, "Local copy of the upstream files to "
 def main(argv):
     import tensorflow as tf
 
-    from stdfusion_tf import assets, fusion, training
+    from stdfusion_tf import assets, fileio, fusion, training
     from stdfusion_tf.data import prepare_training_data
     from stdfusion_tf.errors import InputError
 
@@ -107,6 +107,12 @@ def main(argv):
         raise InputError(None, "--batch_size, --stride must be >= 1 and "
                          "--image_size >= 8")
     fusion.check_precision(FLAGS.precision)  # before any work
+    # Every output location, before any work (one line, nothing written).
+    for folder in (FLAGS.checkpoint_dir, FLAGS.summary_dir,
+                   os.path.join(FLAGS.checkpoint_dir,
+                                training.run_name(FLAGS.batch_size))):
+        fileio.check_folder(folder)
+    fileio.check_file_target("variables.txt")
     if FLAGS.cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
