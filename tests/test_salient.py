@@ -131,6 +131,9 @@ def test_failed_run_removes_the_maps(tmp_path):
         def warm_up(self):
             pass
 
+        def tile_for(self, h, w):  # whole images (fusion.Fuser's contract)
+            return None
+
         def __call__(self, ir, vi):
             return vi
 
