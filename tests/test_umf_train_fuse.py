@@ -250,6 +250,10 @@ def test_bad_input_one_line_nothing_written(tmp_path):
                    "--vi_map", tmp_path / "nowhere", "--ckpt",
                    tmp_path / "ckpt", cwd=tmp_path)
     assert_one_line_error(proc, "nowhere", "no such folder")
+    write_gray(tmp_path / "ir_map" / "00.png", np.zeros((20, 20)))
+    write_gray(tmp_path / "vi_map" / "01.png", np.zeros((32, 36)))
+    proc = _train(tmp_path, "--nEpochs", 1)  # one map of another size
+    assert_one_line_error(proc, "00.png", "size mismatch", "one size")
     assert not (tmp_path / "ckpt").exists()
     # svs maps of a pair of different sizes
     write_gray(tmp_path / "ir" / "09.png", np.zeros((20, 20)))

@@ -75,7 +75,7 @@ flags.mark_flags_as_required(["ir_reg", "vi", "ir_map", "vi_map", "ckpt"])
 
 def main(argv):
     from stdfusion_tf.errors import InputError
-    from stdfusion_tf.umf import fuse_training, task_state
+    from stdfusion_tf.umf import fuse_data, task_state
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
@@ -92,8 +92,8 @@ def main(argv):
         raise InputError(FLAGS.ckpt, "--ckpt is an existing file, not a "
                          "folder")
     # Every input is checked before anything is written.
-    stems, data = fuse_training.read_quads(FLAGS.ir_reg, FLAGS.vi,
-                                           FLAGS.ir_map, FLAGS.vi_map)
+    stems, data = fuse_data.read_quads(FLAGS.ir_reg, FLAGS.vi,
+                                       FLAGS.ir_map, FLAGS.vi_map)
     resume = task_state.has_state(FLAGS.ckpt)
     if FLAGS.load_model_fuse and not resume:
         from stdfusion_tf.umf import weights
@@ -102,6 +102,7 @@ def main(argv):
     import tensorflow as tf
 
     from stdfusion_tf import training
+    from stdfusion_tf.umf import fuse_training
 
     if FLAGS.cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]

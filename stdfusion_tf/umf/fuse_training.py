@@ -57,7 +57,7 @@ from math import exp
 
 import numpy as np
 
-from .. import images, training
+from .. import training
 from ..errors import InputError
 from . import difn, task_state, weights
 
@@ -71,25 +71,9 @@ LOSS_TERMS = ("total", "msssim", "l1", "grad")
 
 # ------------------------------------------------------------------ data --
 
-def read_quads(ir_dir, vi_dir, ir_map_dir, vi_map_dir):
-    """(stems, uint8 [N, H, W] x 4): the four folders paired by file stem,
-    every image of one size."""
-    stems, paths, _ = images.pair_folders(ir_dir, vi_dir, ir_map_dir,
-                                          vi_map_dir)
-    arrays = [[], [], [], []]
-    shape = None
-    for quad in paths:
-        for out, path in zip(arrays, quad):
-            img = images.read_gray_cv2(path)
-            if shape is None:
-                shape, first = img.shape, path
-            elif img.shape != shape:
-                raise InputError(path, "size mismatch: {}x{} (H x W) but {} "
-                                 "is {}x{}; upstream trains on whole images "
-                                 "of one size".format(*img.shape, first,
-                                                      *shape))
-            out.append(img)
-    return stems, tuple(np.stack(a) for a in arrays)
+# (in a module of its own so that bad input is refused before TensorFlow
+# is imported)
+from .fuse_data import read_quads  # noqa: E402,F401
 
 
 # ------------------------------------------------------------------ loss --
