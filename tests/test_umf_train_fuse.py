@@ -262,3 +262,59 @@ def test_bad_input_one_line_nothing_written(tmp_path):
                    "--output_dir", tmp_path / "maps2")
     assert_one_line_error(proc, "size mismatch")
     assert not (tmp_path / "maps2").exists()
+
+
+def test_mirrored_two_cpus_equals_one_device(umf):
+    """MS-SSIM is a product of batch means: under 2 replicas the level means
+    are summed across replicas; loss and update equal one device's (3
+    samples in a batch of 4: one replica holds a padding sample).  From
+    fus_0200.pth on the fixture's images: with random weights on noise the
+    plain MS-SSIM's contrast-structure means can go negative and make
+    ``mcs ** w`` NaN, as upstream's."""
+    code = """
+import sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from stdfusion_tf.umf import fuse_training
+with np.load(sys.argv[1]) as z:
+    data = tuple(z[k].reshape(6, 64, 64)[:3]
+                 for k in ("ir", "vi", "ir_map", "vi_map"))
+out = []
+for max_val in (255.0, 1.0):
+    single = fuse_training.DIFNTrainer(data, batch_size=4,
+                                       msssim_max_val=max_val)
+    single.init_from(sys.argv[2])
+    init = {k: np.asarray(v) for k, v in
+            single.model.torch_variables().items()}
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert strategy.num_replicas_in_sync == 2
+    mirrored = fuse_training.DIFNTrainer(data, batch_size=4,
+                                         msssim_max_val=max_val,
+                                         strategy=strategy)
+    mirrored.init_from(sys.argv[2])
+    a = single.train_step(next(iter(single.dataset(0))))
+    b = mirrored.train_step(next(iter(mirrored.dataset(0))))
+    # the msssim term as MS-SSIM (see _three_steps)
+    loss = max(abs(a[k] - b[k]) / (abs(1 - a[k]) if k == "msssim"
+                                   else abs(a[k])) for k in a)
+    wa = {k: np.asarray(v) for k, v in single.model.torch_variables().items()}
+    wb = {k: np.asarray(v) for k, v in
+          mirrored.model.torch_variables().items()}
+    flat = lambda w: np.concatenate([w[k].ravel() for k in sorted(w)])
+    out.append(loss)
+    out.append(np.linalg.norm(flat(wa) - flat(wb))
+               / np.linalg.norm(flat(wa) - flat(init)))
+print("RESULT", *("%.3e" % x for x in out))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(FIXTURE),
+         str(umf / "weights" / "fus_0200.pth")],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+        text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    values = np.array(proc.stdout.split("RESULT")[1].split(), float)
+    print("mirrored (2 CPUs) vs one device after a step (max_val 255, 1): "
+          "loss rel, update rel L2:", values)
+    assert np.isfinite(values).all() and values.max() <= 1e-5
