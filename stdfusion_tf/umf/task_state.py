@@ -1,0 +1,84 @@
+"""Resumable training state of a UMF-CMGR task on the engine: the network's
+variables (under upstream state_dict keys), every optimizer variable and the
+step, in one ``train_state.npz`` written atomically after every epoch.
+
+The same layout as ``reg_training.MRRNTrainer``'s (whose methods are
+identical but for the network kind; it can move onto this mixin)."""
+
+import os
+
+import numpy as np
+
+from ..errors import InputError
+from ..fileio import atomic_output
+from . import weights
+
+STATE_FILE = "train_state.npz"
+
+
+def has_state(checkpoint_dir):
+    return os.path.isfile(os.path.join(str(checkpoint_dir), STATE_FILE))
+
+
+class TorchStateMixin:
+    """For an :class:`~stdfusion_tf.training.Engine` whose model has
+    ``torch_variables()``; ``KIND`` is its ``weights`` kind."""
+
+    KIND = None
+
+    def state_arrays(self):
+        arrays = {f"model/{k}": np.asarray(v.numpy()) for k, v in
+                  self.model.torch_variables().items()}
+        for i, v in enumerate(self.optimizer.variables):
+            arrays[f"optimizer/{i}"] = np.asarray(v.numpy())
+        arrays["optimizer_paths"] = np.array(
+            [v.path for v in self.optimizer.variables])
+        arrays["step"] = np.int64(self.global_step)
+        return arrays
+
+    def save_state(self, checkpoint_dir):
+        path = os.path.join(str(checkpoint_dir), STATE_FILE)
+        with atomic_output(path, suffix=".npz") as tmp:
+            np.savez(tmp, **self.state_arrays())
+        return path
+
+    def restore(self, checkpoint_dir):
+        """Resume from ``<checkpoint_dir>/train_state.npz`` -> (path,
+        step)."""
+        path = os.path.join(str(checkpoint_dir), STATE_FILE)
+        try:
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # truncated, not an npz
+            raise InputError(path, f"cannot read the training state "
+                             f"({type(exc).__name__})") from None
+        variables = self.model.torch_variables()
+        opt = self.optimizer.variables
+        want = {f"model/{k}": tuple(v.shape) for k, v in variables.items()}
+        want.update({f"optimizer/{i}": tuple(v.shape)
+                     for i, v in enumerate(opt)})
+        title = weights.TITLES[self.KIND]
+        for key, shape in want.items():
+            if key not in arrays or arrays[key].shape != shape:
+                raise InputError(path, f"not a {title} training state of "
+                                 f"this version ({key} missing or "
+                                 f"mis-shaped)")
+        if [str(p) for p in arrays.get("optimizer_paths", [])] != \
+                [v.path for v in opt]:
+            raise InputError(path, "optimizer variables differ from this "
+                             "version's")
+        for key, var in variables.items():
+            var.assign(arrays[f"model/{key}"])
+        for i, var in enumerate(opt):
+            var.assign(arrays[f"optimizer/{i}"])
+        step = int(arrays["step"])
+        self.optimizer.iterations.assign(step)
+        return path, step
+
+    def init_from(self, src):
+        """Start from released (``.pth``) or saved (``.weights.h5``)
+        weights of this network, with a fresh optimizer."""
+        _, model = weights.load_network(src, expect=self.KIND)
+        theirs = model.torch_variables()
+        for key, var in self.model.torch_variables().items():
+            var.assign(np.asarray(theirs[key].numpy()))
