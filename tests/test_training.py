@@ -195,7 +195,12 @@ def test_keras_train_step_equals_tf1_adam(real_batches):
     largest = max(float(np.abs(final[k] - weights[k]).max()) for k in final)
     print(f"after 3 steps vs TF1 Adam: update rel L2 {update_diff:.2e}, "
           f"weights rel L2 {weight_diff:.2e}, max abs {largest:.2e}")
-    assert update_diff <= 1e-5 and weight_diff <= 1e-5
+    # Grappler's remapper fails on these training graphs (a 1x1 conv + leaky
+    # ReLU feeding the next conv's pad; harmless, bitwise equal when it
+    # fails) but now and then succeeds on one of the two graphs, which
+    # reorders sums: the update then differs by ~5.6e-5 (seen once in
+    # ~8 runs, usually 3-4e-6).  The bound allows that; weights stay 1e-5.
+    assert update_diff <= 1e-4 and weight_diff <= 1e-5
     assert largest <= 1e-6
     assert weight_rel_diff(final, init) > 1e-2  # the weights did move
 
