@@ -53,8 +53,8 @@ import numpy as np
 
 from .. import images, training
 from ..errors import InputError
-from ..fileio import atomic_output
 from . import deform, weights
+from .task_state import STATE_FILE, TorchStateMixin, has_state  # noqa: F401
 
 CROP_SIZE = 256
 CROP_SCALE = (0.08, 1.0)
@@ -62,7 +62,6 @@ CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 FEAT_WEIGHT, REVERSE_WEIGHT, GRAD_WEIGHT = 1.0, 0.2, 10.0
 SAVE_EVERY = 20  # upstream: save_checkpoint when epoch % 20 == 0
 PYTORCH_ADAM_EPSILON = 1e-8
-STATE_FILE = "train_state.npz"
 LOSS_TERMS = ("total", "feat", "pixel", "grad")
 
 
@@ -205,10 +204,12 @@ class RegLossLog(training.LossLog):
                         m["total"], m["feat"], m["pixel"], m["grad"]))
 
 
-class MRRNTrainer(training.Engine):
+class MRRNTrainer(TorchStateMixin, training.Engine):
     """MRRN's training task.  ``pairs`` = (ir list, it list) of uint8
     images (:func:`read_pairs`); ``vgg_state``: a torchvision VGG19 state
     dict, or None for a random one (``vgg_seed``)."""
+
+    KIND = "mrrn"
 
     def __init__(self, pairs, vgg_state=None, batch_size=16,
                  learning_rate=1e-3, crop_size=CROP_SIZE, seed=0,
@@ -273,22 +274,6 @@ class MRRNTrainer(training.Engine):
         return RegLossLog(summary_dir, enabled=enabled)
 
     # -------------------------------------------------------- checkpoints --
-    def state_arrays(self):
-        arrays = {f"model/{k}": np.asarray(v.numpy()) for k, v in
-                  self.model.torch_variables().items()}
-        for i, v in enumerate(self.optimizer.variables):
-            arrays[f"optimizer/{i}"] = np.asarray(v.numpy())
-        arrays["optimizer_paths"] = np.array(
-            [v.path for v in self.optimizer.variables])
-        arrays["step"] = np.int64(self.global_step)
-        return arrays
-
-    def save_state(self, checkpoint_dir):
-        path = os.path.join(str(checkpoint_dir), STATE_FILE)
-        with atomic_output(path, suffix=".npz") as tmp:
-            np.savez(tmp, **self.state_arrays())
-        return path
-
     def save_epoch(self, checkpoint_dir, epoch, final=False):
         """``cp_<epoch, 1-based, 4 digits>.weights.h5`` every
         ``save_every`` epochs and at the end (or stop), then the resumable
@@ -300,45 +285,4 @@ class MRRNTrainer(training.Engine):
         state = self.save_state(checkpoint_dir)
         return written or state
 
-    def restore(self, checkpoint_dir):
-        """Resume from ``<checkpoint_dir>/train_state.npz`` -> (path,
-        step)."""
-        path = os.path.join(str(checkpoint_dir), STATE_FILE)
-        try:
-            with np.load(path) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as exc:  # truncated, not an npz
-            raise InputError(path, f"cannot read the training state "
-                             f"({type(exc).__name__})") from None
-        variables = self.model.torch_variables()
-        opt = self.optimizer.variables
-        want = {f"model/{k}": tuple(v.shape) for k, v in variables.items()}
-        want.update({f"optimizer/{i}": tuple(v.shape)
-                     for i, v in enumerate(opt)})
-        for key, shape in want.items():
-            if key not in arrays or arrays[key].shape != shape:
-                raise InputError(path, f"not an MRRN training state of this "
-                                 f"version ({key} missing or mis-shaped)")
-        if [str(p) for p in arrays.get("optimizer_paths", [])] != \
-                [v.path for v in opt]:
-            raise InputError(path, "optimizer variables differ from this "
-                             "version's")
-        for key, var in variables.items():
-            var.assign(arrays[f"model/{key}"])
-        for i, var in enumerate(opt):
-            var.assign(arrays[f"optimizer/{i}"])
-        step = int(arrays["step"])
-        self.optimizer.iterations.assign(step)
-        return path, step
 
-    def init_from(self, src):
-        """Start from released (``.pth``) or saved (``.weights.h5``) MRRN
-        weights, with a fresh optimizer."""
-        _, model = weights.load_network(src, expect="mrrn")
-        theirs = model.torch_variables()
-        for key, var in self.model.torch_variables().items():
-            var.assign(np.asarray(theirs[key].numpy()))
-
-
-def has_state(checkpoint_dir):
-    return os.path.isfile(os.path.join(str(checkpoint_dir), STATE_FILE))

@@ -2,8 +2,7 @@
 variables (under upstream state_dict keys), every optimizer variable and the
 step, in one ``train_state.npz`` written atomically after every epoch.
 
-The same layout as ``reg_training.MRRNTrainer``'s (whose methods are
-identical but for the network kind; it can move onto this mixin)."""
+Shared by ``reg_training.MRRNTrainer`` and ``fuse_training.DIFNTrainer``."""
 
 import os
 
@@ -60,8 +59,8 @@ class TorchStateMixin:
         title = weights.TITLES[self.KIND]
         for key, shape in want.items():
             if key not in arrays or arrays[key].shape != shape:
-                raise InputError(path, f"not a {title} training state of "
-                                 f"this version ({key} missing or "
+                raise InputError(path, f"not a training state of this "
+                                 f"version's {title} ({key} missing or "
                                  f"mis-shaped)")
         if [str(p) for p in arrays.get("optimizer_paths", [])] != \
                 [v.path for v in opt]:
