@@ -64,3 +64,31 @@ def summary(timings):
 
     t = np.asarray(timings[1:] or timings)  # upstream drops the first
     return f"{t.mean():.4f} s per pair (mean of {len(t)}, first excluded)"
+
+
+def resume_and_fit(trainer, ckpt, resume, init_from, lr, step, epochs,
+                   max_steps, summary_dir, chief):
+    """The common tail of umf.train_reg / umf.train_fuse: resume from
+    ``ckpt`` (or start from ``init_from``), then the engine's epoch loop
+    with upstream's ``adjust_learning_rate`` (lr / 10 every ``step``
+    epochs)."""
+    import os
+
+    from stdfusion_tf import training
+    from stdfusion_tf.errors import InputError
+
+    if resume:
+        path, at = trainer.restore(ckpt)
+        print(f"resuming from {path} at step {at}")
+    elif init_from:
+        trainer.init_from(init_from)
+        print(f"initialised from {init_from}")
+    try:
+        written = training.fit(
+            trainer, epochs, ckpt, summary_dir or os.path.join(ckpt, "log"),
+            learning_rate=lambda epoch: lr * (0.1 ** (epoch // step)),
+            max_steps=max_steps, chief=chief)
+    except training.TrainingError as exc:
+        raise InputError(None, str(exc))
+    if written:
+        print(f"step {trainer.global_step}; latest checkpoint {written[-1]}")

@@ -25,6 +25,7 @@ import os
 from absl import flags
 
 from stdfusion_tf import cli
+from umf import _common
 
 FLAGS = flags.FLAGS
 # Upstream's argparse options (names and defaults; the data and checkpoint
@@ -121,26 +122,9 @@ def main(argv):
           f"{trainer.steps_per_epoch} steps of {FLAGS.batchsize} per epoch; "
           f"{strategy.num_replicas_in_sync} replica(s); MS-SSIM max_val "
           f"{FLAGS.msssim_max_val:g}")
-    if resume:
-        path, step = trainer.restore(FLAGS.ckpt)
-        print(f"resuming from {path} at step {step}")
-    elif FLAGS.load_model_fuse:
-        trainer.init_from(FLAGS.load_model_fuse)
-        print(f"initialised from {FLAGS.load_model_fuse}")
-
-    def learning_rate(epoch):  # upstream's adjust_learning_rate
-        return FLAGS.lr * (0.1 ** (epoch // FLAGS.step))
-
-    summary_dir = FLAGS.summary_dir or os.path.join(FLAGS.ckpt, "log")
-    try:
-        written = training.fit(trainer, FLAGS.nEpochs, FLAGS.ckpt, summary_dir,
-                               learning_rate=learning_rate,
-                               max_steps=FLAGS.max_steps, chief=chief)
-    except training.TrainingError as exc:
-        raise InputError(None, str(exc))
-    if written:
-        print(f"step {trainer.global_step}; latest checkpoint {written[-1]}")
-
+    _common.resume_and_fit(trainer, FLAGS.ckpt, resume, FLAGS.load_model_fuse,
+                           FLAGS.lr, FLAGS.step, FLAGS.nEpochs,
+                           FLAGS.max_steps, FLAGS.summary_dir, chief)
 
 if __name__ == "__main__":
     cli.run(main)

@@ -27,6 +27,7 @@ import sys
 from absl import flags
 
 from stdfusion_tf import cli
+from umf import _common
 
 FLAGS = flags.FLAGS
 # Upstream's argparse options (names and defaults; the data and checkpoint
@@ -117,26 +118,9 @@ def main(argv):
     print(f"{len(stems)} pairs, {trainer.steps_per_epoch} steps of "
           f"{FLAGS.batchsize} per epoch; {strategy.num_replicas_in_sync} "
           f"replica(s); VGG19: {vgg_what}")
-    if resume:
-        path, step = trainer.restore(FLAGS.ckpt)
-        print(f"resuming from {path} at step {step}")
-    elif FLAGS.pretrained:
-        trainer.init_from(FLAGS.pretrained)
-        print(f"initialised from {FLAGS.pretrained}")
-
-    def learning_rate(epoch):  # upstream's adjust_learning_rate
-        return FLAGS.lr * (0.1 ** (epoch // FLAGS.step))
-
-    summary_dir = FLAGS.summary_dir or os.path.join(FLAGS.ckpt, "log")
-    try:
-        written = training.fit(trainer, FLAGS.nEpochs, FLAGS.ckpt, summary_dir,
-                               learning_rate=learning_rate,
-                               max_steps=FLAGS.max_steps, chief=chief)
-    except training.TrainingError as exc:
-        raise InputError(None, str(exc))
-    if written:
-        print(f"step {trainer.global_step}; latest checkpoint {written[-1]}")
-
+    _common.resume_and_fit(trainer, FLAGS.ckpt, resume, FLAGS.pretrained,
+                           FLAGS.lr, FLAGS.step, FLAGS.nEpochs,
+                           FLAGS.max_steps, FLAGS.summary_dir, chief)
 
 if __name__ == "__main__":
     cli.run(main)
