@@ -48,7 +48,10 @@ LOSS_TERMS = ("total", "vi_pixel", "ir_pixel", "vi_grad", "ir_grad")
 BETA_1, BETA_2 = 0.9, 0.999
 TF1_ADAM_EPSILON = 1e-8
 SHOW_EVERY = 50  # upstream's show_num
-PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16"}
+# float64: not offered by the command lines; the step-equality tests use it
+# where float32 itself is ill-conditioned (CPSTN's training).
+PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16",
+              "float64": "float64"}
 
 
 class TrainingError(Exception):
@@ -111,8 +114,13 @@ def torch_adam_class():
             lr = ops.cast(learning_rate, dtype)
             gradient = ops.cast(gradient, dtype)
             step = ops.cast(self.iterations + 1, dtype)
-            bc1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
-            bc2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
+            # (convert_to_tensor(x, dtype), not cast(x, dtype): casting a
+            # Python float goes through a float32 tensor, which rounds
+            # beta_2 = 0.999 and so 1 - beta_2 by 1.3e-5 in float64)
+            bc1 = 1 - ops.power(ops.convert_to_tensor(self.beta_1, dtype),
+                                step)
+            bc2 = 1 - ops.power(ops.convert_to_tensor(self.beta_2, dtype),
+                                step)
             index = self._get_variable_index(variable)
             m, v = self._momentums[index], self._velocities[index]
             # exp_avg.lerp_(grad, 1 - beta1)
@@ -150,6 +158,9 @@ class Engine:
 
     ``adam``: ``"tf1"`` (Keras' Adam = TF1's ``AdamOptimizer``) or
     ``"torch"`` (``torch.optim.Adam``'s arithmetic, :func:`torch_adam_class`).
+    The optimizer updates ``optimized_variables()`` (default: all the
+    model's trainable variables); a task with more than one optimizer (a
+    GAN) builds the others itself and overrides ``train_step``.
 
     :class:`Trainer` is STDFusionNet's task; UMF-CMGR's MRRN is
     ``stdfusion_tf.umf.reg_training.MRRNTrainer``.
@@ -157,7 +168,7 @@ class Engine:
 
     def __init__(self, build_model, batch_size, learning_rate=1e-3,
                  epsilon=TF1_ADAM_EPSILON, strategy=None,
-                 precision="float32", adam="tf1"):
+                 precision="float32", adam="tf1", beta_1=BETA_1):
         import keras
         import tensorflow as tf
 
@@ -172,12 +183,15 @@ class Engine:
             adam_class = (keras.optimizers.Adam if adam == "tf1"
                           else torch_adam_class())
             self.optimizer = adam_class(
-                learning_rate=learning_rate, beta_1=BETA_1, beta_2=BETA_2,
+                learning_rate=learning_rate, beta_1=beta_1, beta_2=BETA_2,
                 epsilon=epsilon)
-            self.optimizer.build(self.model.trainable_variables)
+            self.optimizer.build(self.optimized_variables())
         self._step = tf.function(self._distributed_step)
 
     # -------------------------------------------------------- task hooks --
+    def optimized_variables(self):
+        return self.model.trainable_variables
+
     def batch_arrays(self, epoch, step):
         raise NotImplementedError
 
@@ -231,7 +245,7 @@ class Engine:
 
         with tf.GradientTape() as tape:
             terms = self.replica_loss(*batch)
-        variables = self.model.trainable_variables
+        variables = self.optimized_variables()
         grads = tape.gradient(terms["total"], variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         return terms

@@ -67,11 +67,11 @@ def summary(timings):
 
 
 def resume_and_fit(trainer, ckpt, resume, init_from, lr, step, epochs,
-                   max_steps, summary_dir, chief):
-    """The common tail of umf.train_reg / umf.train_fuse: resume from
-    ``ckpt`` (or start from ``init_from``), then the engine's epoch loop
-    with upstream's ``adjust_learning_rate`` (lr / 10 every ``step``
-    epochs)."""
+                   max_steps, summary_dir, chief, schedule=None):
+    """The common tail of the umf.train_* commands: resume from ``ckpt``
+    (or start from ``init_from``), then the engine's epoch loop with
+    ``schedule`` (a function of the 0-based epoch; default upstream's
+    ``adjust_learning_rate``: lr / 10 every ``step`` epochs)."""
     import os
 
     from stdfusion_tf import training
@@ -86,7 +86,8 @@ def resume_and_fit(trainer, ckpt, resume, init_from, lr, step, epochs,
     try:
         written = training.fit(
             trainer, epochs, ckpt, summary_dir or os.path.join(ckpt, "log"),
-            learning_rate=lambda epoch: lr * (0.1 ** (epoch // step)),
+            learning_rate=schedule or (
+                lambda epoch: lr * (0.1 ** (epoch // step))),
             max_steps=max_steps, chief=chief)
     except training.TrainingError as exc:
         raise InputError(None, str(exc))

@@ -282,6 +282,10 @@ class LeakyReLU(_Op):
         self.negative_slope = negative_slope
 
     def call(self, x):
+        if x.dtype == "float64":
+            # TensorFlow's LeakyRelu holds its slope as a float32 attribute
+            # (0.2 -> 0.2000000030); PyTorch's float64 slope is exact.
+            return ops.where(x > 0, x, x * self.negative_slope)
         return ops.leaky_relu(x, negative_slope=self.negative_slope)
 
     def get_config(self):

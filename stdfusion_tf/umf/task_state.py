@@ -2,7 +2,9 @@
 variables (under upstream state_dict keys), every optimizer variable and the
 step, in one ``train_state.npz`` written atomically after every epoch.
 
-Shared by ``reg_training.MRRNTrainer`` and ``fuse_training.DIFNTrainer``."""
+Shared by ``reg_training.MRRNTrainer``, ``fuse_training.DIFNTrainer`` and
+``cpstn_training.CPSTNTrainer`` (two optimizers and an image pool: the
+``state_optimizers`` / ``extra_state`` hooks)."""
 
 import os
 
@@ -24,14 +26,29 @@ class TorchStateMixin:
     ``torch_variables()``; ``KIND`` is its ``weights`` kind."""
 
     KIND = None
+    TITLE = None  # default: the KIND's title
+
+    def state_optimizers(self):
+        return [self.optimizer]
+
+    def optimizer_variables(self):
+        return [v for opt in self.state_optimizers() for v in opt.variables]
+
+    def extra_state(self):
+        """{name: array} of a task's own state (saved as ``extra/<name>``)."""
+        return {}
+
+    def restore_extra(self, arrays, path):
+        """Restore :meth:`extra_state` from {name: array}."""
 
     def state_arrays(self):
         arrays = {f"model/{k}": np.asarray(v.numpy()) for k, v in
                   self.model.torch_variables().items()}
-        for i, v in enumerate(self.optimizer.variables):
+        arrays.update({f"extra/{k}": v for k, v in self.extra_state().items()})
+        for i, v in enumerate(self.optimizer_variables()):
             arrays[f"optimizer/{i}"] = np.asarray(v.numpy())
         arrays["optimizer_paths"] = np.array(
-            [v.path for v in self.optimizer.variables])
+            [v.path for v in self.optimizer_variables()])
         arrays["step"] = np.int64(self.global_step)
         return arrays
 
@@ -52,11 +69,11 @@ class TorchStateMixin:
             raise InputError(path, f"cannot read the training state "
                              f"({type(exc).__name__})") from None
         variables = self.model.torch_variables()
-        opt = self.optimizer.variables
+        opt = self.optimizer_variables()
         want = {f"model/{k}": tuple(v.shape) for k, v in variables.items()}
         want.update({f"optimizer/{i}": tuple(v.shape)
                      for i, v in enumerate(opt)})
-        title = weights.TITLES[self.KIND]
+        title = self.TITLE or weights.TITLES[self.KIND]
         for key, shape in want.items():
             if key not in arrays or arrays[key].shape != shape:
                 raise InputError(path, f"not a training state of this "
@@ -70,6 +87,8 @@ class TorchStateMixin:
             var.assign(arrays[f"model/{key}"])
         for i, var in enumerate(opt):
             var.assign(arrays[f"optimizer/{i}"])
+        self.restore_extra({k[len("extra/"):]: v for k, v in arrays.items()
+                            if k.startswith("extra/")}, path)
         step = int(arrays["step"])
         self.optimizer.iterations.assign(step)
         return path, step

@@ -136,13 +136,13 @@ def _keras():
     return VGG19Features
 
 
-def build(last=RELU["relu5_1"], state=None, path=None):
+def build(last=RELU["relu5_1"], state=None, path=None, dtype=None):
     """A Keras VGG19 ``features`` stack up to index ``last``, assigned
     from ``state`` (PyTorch layout; ``features.*`` beyond ``last`` and
     ``classifier.*`` are ignored)."""
     from . import layers
 
-    model = _keras()(last=last)
+    model = _keras()(last=last, dtype=dtype)
     if state is not None:
         variables = model.torch_variables()
         missing = [k for k in variables if k not in state]
