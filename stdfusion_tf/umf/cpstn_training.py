@@ -505,13 +505,14 @@ class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
         """``<epoch>_net_<G_A|G_B|D_A|D_B>.weights.h5`` every
         ``save_every`` epochs and at the end (or stop), then the resumable
         state after every epoch."""
-        written = None
+        written = []
         if final or (epoch + 1) % self.save_every == 0:
             for n in NETS:
-                written = weights.save_weights(self.model.net(n), os.path.join(
-                    str(checkpoint_dir), f"{epoch + 1}_net_{n}.weights.h5"))
+                written.append(weights.save_weights(
+                    self.model.net(n), os.path.join(
+                        str(checkpoint_dir), f"{epoch + 1}_net_{n}.weights.h5")))
         state = self.save_state(checkpoint_dir)
-        return written or state
+        return written[0] if written else state  # G_A: the CPSTN generator
 
     def init_from(self, src):
         raise InputError(src, "CPSTN training starts from scratch or resumes "
