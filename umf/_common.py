@@ -93,3 +93,55 @@ def resume_and_fit(trainer, ckpt, resume, init_from, lr, step, epochs,
         raise InputError(None, str(exc))
     if written:
         print(f"step {trainer.global_step}; latest checkpoint {written[-1]}")
+
+
+# ------------------------------------------------- the training commands --
+
+def define_training_flags(vgg=False):
+    """The flags every umf.train_* command has beside upstream's own:
+    --max_steps, --summary_dir, --strategy, --cpu_devices (and --vgg19 for
+    the losses that need it)."""
+    flags.DEFINE_integer("max_steps", None, "Stop after this many optimizer "
+                         "steps in total (a checkpoint is written).")
+    if vgg:
+        flags.DEFINE_string("vgg19", None, "torchvision's vgg19-dcbb9e9d.pth "
+                            "for the loss (default: ~/.keras/models/, "
+                            "downloaded when missing), or 'random': a "
+                            "randomly initialised VGG19, for smoke tests only "
+                            "(not upstream's loss).")
+    flags.DEFINE_string("summary_dir", None, "log.txt and TensorBoard events "
+                        "(default <ckpt>/log).")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
+                                              "multi_worker"],
+                      "tf.distribute strategy.")
+    flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many "
+                         "logical devices (to try --strategy=mirrored).")
+
+
+def resolve_vgg19():
+    """--vgg19 -> (state dict or None for random, description); checked
+    before anything is written, loudly warned when random."""
+    import sys
+
+    from stdfusion_tf.umf import vgg
+
+    state, what = vgg.resolve(FLAGS.vgg19)
+    if state is None:
+        print("WARNING: --vgg19 random: the loss uses a RANDOMLY INITIALISED "
+              "VGG19, not torchvision's ImageNet weights -- a smoke test, "
+              "not upstream's training", file=sys.stderr, flush=True)
+    return state, what
+
+
+def training_strategy():
+    """(tf.distribute strategy, is chief) from --strategy / --cpu_devices."""
+    import tensorflow as tf
+
+    from stdfusion_tf import training
+
+    if FLAGS.cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+    strategy = training.make_strategy(FLAGS.strategy)
+    return strategy, training.is_chief(strategy)

@@ -22,7 +22,6 @@ when missing, or ``--vgg19 FILE``).
 """
 
 import os
-import sys
 
 from absl import flags
 
@@ -66,28 +65,16 @@ flags.DEFINE_boolean("lr_step_at_start", True, "As released: the rate is "
                      "epoch early and the last epoch trains at 0.  "
                      "--nolr_step_at_start: CycleGAN's original (updated at "
                      "the end).")
-flags.DEFINE_integer("max_steps", None, "Stop after this many optimizer "
-                     "steps in total (a checkpoint is written).")
-flags.DEFINE_string("vgg19", None, "torchvision's vgg19-dcbb9e9d.pth for the "
-                    "loss (default: ~/.keras/models/, downloaded when "
-                    "missing), or 'random': a randomly initialised VGG19, "
-                    "for smoke tests only (not upstream's loss).")
+_common.define_training_flags(vgg=True)
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights and every "
                      "random draw (order, unpaired B, crops, flips, pools; "
                      "and of --vgg19 random).")
-flags.DEFINE_string("summary_dir", None, "log.txt and TensorBoard events "
-                    "(default <ckpt>/log).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
-                                          "multi_worker"],
-                  "tf.distribute strategy.")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many "
-                     "logical devices (to try --strategy=mirrored).")
 flags.mark_flags_as_required(["dataroot", "ckpt"])
 
 
 def main(argv):
     from stdfusion_tf.errors import InputError
-    from stdfusion_tf.umf import cpstn_data, task_state, vgg
+    from stdfusion_tf.umf import cpstn_data, task_state
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
@@ -109,28 +96,16 @@ def main(argv):
     # Every input is checked before anything is written.
     names_a, a, names_b, b = cpstn_data.read_unaligned(
         FLAGS.dataroot, FLAGS.phase, FLAGS.load_size, FLAGS.crop_size)
-    vgg_state, vgg_what = vgg.resolve(FLAGS.vgg19)
+    vgg_state, vgg_what = _common.resolve_vgg19()
     resume = task_state.has_state(FLAGS.ckpt)
-    if vgg_state is None:
-        print("WARNING: --vgg19 random: the loss uses a RANDOMLY INITIALISED "
-              "VGG19, not torchvision's ImageNet weights -- a smoke test, "
-              "not upstream's training", file=sys.stderr, flush=True)
 
-    import tensorflow as tf
-
-    from stdfusion_tf import training
     from stdfusion_tf.umf import cpstn_training
 
-    if FLAGS.cpu_devices > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-    strategy = training.make_strategy(FLAGS.strategy)
+    strategy, chief = _common.training_strategy()
     if FLAGS.batch_size % strategy.num_replicas_in_sync:
         raise InputError(None, f"--batch_size {FLAGS.batch_size} does not "
                          f"split over {strategy.num_replicas_in_sync} "
                          "replicas")
-    chief = training.is_chief(strategy)
     trainer = cpstn_training.CPSTNTrainer(
         (a, b), vgg_state, batch_size=FLAGS.batch_size, learning_rate=FLAGS.lr,
         beta1=FLAGS.beta1, ngf=FLAGS.ngf, ndf=FLAGS.ndf,

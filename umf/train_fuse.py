@@ -60,17 +60,9 @@ flags.DEFINE_string("ckpt", None, "Checkpoint folder (weights, resumable "
 flags.DEFINE_float("msssim_max_val", 255.0, "MS-SSIM's max_val.  Upstream: "
                    "255 on [0, 1] images, which keeps MS-SSIM within ~1e-4 "
                    "of 1 (faithful default); 1 for the plain MS-SSIM.")
-flags.DEFINE_integer("max_steps", None, "Stop after this many optimizer "
-                     "steps in total (a checkpoint is written).")
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights and the batch "
                      "order.")
-flags.DEFINE_string("summary_dir", None, "log.txt and TensorBoard events "
-                    "(default <ckpt>/log).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
-                                          "multi_worker"],
-                  "tf.distribute strategy.")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many "
-                     "logical devices (to try --strategy=mirrored).")
+_common.define_training_flags()
 flags.mark_flags_as_required(["ir_reg", "vi", "ir_map", "vi_map", "ckpt"])
 
 
@@ -100,17 +92,9 @@ def main(argv):
         from stdfusion_tf.umf import weights
         weights.load_network(FLAGS.load_model_fuse, expect="difn")
 
-    import tensorflow as tf
-
-    from stdfusion_tf import training
     from stdfusion_tf.umf import fuse_training
 
-    if FLAGS.cpu_devices > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-    strategy = training.make_strategy(FLAGS.strategy)
-    chief = training.is_chief(strategy)
+    strategy, chief = _common.training_strategy()
     import keras
     keras.utils.set_random_seed(FLAGS.seed)  # the initial weights
     trainer = fuse_training.DIFNTrainer(

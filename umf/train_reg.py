@@ -22,7 +22,6 @@ Upstream's code trains 800 epochs (``--nEpochs``); the paper says 300.
 """
 
 import os
-import sys
 
 from absl import flags
 
@@ -49,31 +48,19 @@ flags.DEFINE_string("pretrained", None, "Start from these MRRN weights "
 flags.DEFINE_string("ckpt", None, "Checkpoint folder (weights, resumable "
                     "state, log).")
 # Ours.
-flags.DEFINE_integer("max_steps", None, "Stop after this many optimizer "
-                     "steps in total (a checkpoint is written).")
-flags.DEFINE_string("vgg19", None, "torchvision's vgg19-dcbb9e9d.pth for the "
-                    "loss (default: ~/.keras/models/, downloaded when "
-                    "missing), or 'random': a randomly initialised VGG19, "
-                    "for smoke tests only (not upstream's loss).")
+_common.define_training_flags(vgg=True)
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights, the batch "
                      "order, crops and deformations (and of --vgg19 random).")
 flags.DEFINE_integer("crop_size", 256, "RandomResizedCrop output size "
                      "(upstream: 256).")
 flags.DEFINE_integer("save_every", 20, "Write cp_<epoch>.weights.h5 every "
                      "this many epochs (upstream: 20).")
-flags.DEFINE_string("summary_dir", None, "log.txt and TensorBoard events "
-                    "(default <ckpt>/log).")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored",
-                                          "multi_worker"],
-                  "tf.distribute strategy.")
-flags.DEFINE_integer("cpu_devices", 0, "Split the CPU into this many "
-                     "logical devices (to try --strategy=mirrored).")
 flags.mark_flags_as_required(["ir", "it", "ckpt"])
 
 
 def main(argv):
     from stdfusion_tf.errors import InputError
-    from stdfusion_tf.umf import reg_training, vgg
+    from stdfusion_tf.umf import reg_training
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
@@ -89,26 +76,12 @@ def main(argv):
     # Every input is checked before anything is written.
     stems, irs, its = reg_training.read_pairs(FLAGS.ir, FLAGS.it,
                                               FLAGS.crop_size)
-    vgg_state, vgg_what = vgg.resolve(FLAGS.vgg19)
     resume = reg_training.has_state(FLAGS.ckpt)
     if FLAGS.pretrained and not resume:
         from stdfusion_tf.umf import weights
         weights.load_network(FLAGS.pretrained, expect="mrrn")  # check it
-    if vgg_state is None:
-        print("WARNING: --vgg19 random: the loss uses a RANDOMLY INITIALISED "
-              "VGG19, not torchvision's ImageNet weights -- a smoke test, "
-              "not upstream's training", file=sys.stderr, flush=True)
-
-    import tensorflow as tf
-
-    from stdfusion_tf import training
-
-    if FLAGS.cpu_devices > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-    strategy = training.make_strategy(FLAGS.strategy)
-    chief = training.is_chief(strategy)
+    vgg_state, vgg_what = _common.resolve_vgg19()
+    strategy, chief = _common.training_strategy()
     import keras
     keras.utils.set_random_seed(FLAGS.seed)  # the initial weights
     trainer = reg_training.MRRNTrainer(
