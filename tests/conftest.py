@@ -65,6 +65,26 @@ def run_cli(*args, cwd=None, env=None):
                           timeout=600)
 
 
+def kill_once_written(args, path, cwd, timeout=600):
+    """Start ``python <args>`` in ``cwd``, SIGKILL it as soon as ``path``
+    exists (the first resumable state), and wait; True if ``path`` exists."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "STDFUSION_MIRROR"}
+    child = subprocess.Popen(
+        [sys.executable, *map(str, args)], cwd=cwd,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not path.exists() and child.poll() is None and \
+            time.time() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    return path.exists()
+
+
 def error_lines(proc):
     """Our one-line errors (TensorFlow's start-up log lines aside)."""
     return [l for l in proc.stderr.splitlines() if ": error: " in l]

@@ -2,16 +2,15 @@
 steps, resumable, distributed, bad input refused."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, assert_one_line_error, run_cli, write_gray
+from conftest import (ROOT, assert_one_line_error, kill_once_written, run_cli,
+                      write_gray)
 from stdfusion_tf.umf import cpstn_data, cpstn_training, task_state, vgg, \
     weights
 
@@ -281,18 +280,9 @@ def test_kill_resume_and_generator_registers(tmp_path):
     assert [line.split("lr: ")[1].split(")")[0] for line in log] == [
         "0.0001333", "0.0000667", "0.0000000"]
 
-    child = subprocess.Popen(
-        [sys.executable, "-m", "umf.train_cpstn", *map(str, _args(broken))],
-        cwd=broken, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = broken / "ckpt" / task_state.STATE_FILE
-    deadline = time.time() + 600
-    while not state.exists() and child.poll() is None and \
-            time.time() < deadline:
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert state.exists()
+    assert kill_once_written(["-m", "umf.train_cpstn", *_args(broken)],
+                             state, broken)
     proc = _train(broken)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines()

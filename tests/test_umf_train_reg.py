@@ -2,15 +2,14 @@
 distributed, bad input refused."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED, assert_one_line_error, run_cli, write_gray
+from conftest import (ROOT, SHARED, assert_one_line_error, kill_once_written,
+                      run_cli, write_gray)
 from stdfusion_tf.umf import reg_training, vgg, weights
 
 UMF = SHARED / "umf-cmgr"
@@ -158,20 +157,12 @@ def test_kill_resume_and_checkpoint_registers(tmp_path):
     assert [line.split(", time")[0] for line in log] == [
         f"Epoch:[{e}/3], step:[2/2]" for e in (1, 2, 3)]
 
-    child = subprocess.Popen(
-        [sys.executable, "-m", "umf.train_reg", "--ir", ir, "--it", it,
-         "--ckpt", broken / "ckpt", "--batchsize", "2", "--crop_size", "64",
-         "--vgg19", "random", "--seed", "3", "--nEpochs", "3"], cwd=broken,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = broken / "ckpt" / reg_training.STATE_FILE
-    deadline = time.time() + 300
-    while not state.exists() and child.poll() is None and \
-            time.time() < deadline:
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert state.exists()
+    assert kill_once_written(
+        ["-m", "umf.train_reg", "--ir", ir, "--it", it, "--ckpt",
+         broken / "ckpt", "--batchsize", "2", "--crop_size", "64",
+         "--vgg19", "random", "--seed", "3", "--nEpochs", "3"], state,
+        broken)
     proc = _train(broken, "--nEpochs", 3)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(l for l in proc.stdout.splitlines()
