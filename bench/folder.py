@@ -53,7 +53,7 @@ def run_variant(variant, work, checkpoint):
     import numpy as np
 
     from stdfusion_tf import fusion, images
-    from stdfusion_tf.checkpoints import load_model
+    from stdfusion_tf.loading import load_model
 
     ir_dir, vi_dir = os.path.join(work, "ir"), os.path.join(work, "vi")
     out = os.path.join(work, variant)

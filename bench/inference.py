@@ -71,7 +71,7 @@ def cases(test_dir):
 def main(argv):
     del argv
     from stdfusion_tf import assets
-    from stdfusion_tf.checkpoints import load_model, read_weights
+    from stdfusion_tf.loading import load_model, read_weights
     from stdfusion_tf.fusion import Fuser, bf16_supported
     from stdfusion_tf.reference import ReferenceGraph
 

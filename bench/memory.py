@@ -57,7 +57,7 @@ size, mode, tile, checkpoint, ir_path, vi_path, save = sys.argv[1:8]
 size, tile = int(size), int(tile)
 import numpy as np
 from stdfusion_tf import fusion, images
-from stdfusion_tf.checkpoints import load_model
+from stdfusion_tf.loading import load_model
 def rss_kb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 def tiled(x):  # fill size x size with copies of x, no big temporaries

@@ -38,8 +38,8 @@ flags.DEFINE_string("mirror", None, "As test.py's --mirror.")
 def main(argv):
     import numpy as np
 
-    from stdfusion_tf import assets, fusion, images, salient
-    from stdfusion_tf.checkpoints import load_model
+    from stdfusion_tf import fusion, images, salient
+    from stdfusion_tf.loading import ensure_defaults, load_model
     from stdfusion_tf.errors import InputError
     from stdfusion_tf.fileio import atomic_output
 
@@ -55,7 +55,7 @@ def main(argv):
         for p in (vi_path, mask_path):
             if images.image_size(p) != images.image_size(ir_path):
                 raise InputError(p, f"size differs from {ir_path}")
-    assets.ensure_defaults(FLAGS.checkpoint, None, None, FLAGS.mirror)
+    ensure_defaults(FLAGS.checkpoint, None, None, FLAGS.mirror)
     fuser = fusion.Fuser(load_model(FLAGS.checkpoint))
     rows = []
     print("name   " + "".join(f"{r:>26}" for r in FLAGS.threshold))

@@ -12,7 +12,7 @@ import importlib
 
 _EXPORTS = {
     "STDFusionNet": "model", "ResBlock": "model",
-    "load_model": "checkpoints", "read_weights": "checkpoints",
+    "load_model": "loading", "read_weights": "loading",
     "save_keras_weights": "checkpoints", "InputError": "errors",
 }
 __all__ = sorted(_EXPORTS)

@@ -132,21 +132,6 @@ def ensure_weights(group=DEFAULT_WEIGHTS, root=PROJECT_ROOT, mirror=None):
     return paths[0][: -len(".index")]
 
 
-def ensure_defaults(checkpoint, ir_dir, vi_dir, mirror=None):
-    """For the command lines: fetch the released weights and the test pairs
-    into the working directory when (and only when) the flags still name
-    upstream's default locations; a built-in preset name is fetched (from
-    ``mirror`` too) and converted into the Keras cache."""
-    if checkpoint == DEFAULT_CHECKPOINT:
-        ensure_weights(root=".", mirror=mirror)
-    from . import presets
-
-    if str(checkpoint) in presets.BUILTIN:  # into the Keras cache
-        presets.resolve(checkpoint, mirror=mirror)
-    if (ir_dir, vi_dir) == ("Test_ir", "Test_vi"):
-        ensure_test_data(root=".", mirror=mirror)
-
-
 def main(argv):
     from absl import flags
 

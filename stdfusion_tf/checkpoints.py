@@ -11,6 +11,11 @@ Two formats, one in-memory form: ``{TF1 name without root: np.ndarray}``
 * Keras ``.weights.h5`` files, as written by ``model.save_weights``.
 
 Every problem raises :class:`InputError` naming the file and the variables.
+
+This module knows the formats, not the network: where it needs the variable
+layout it is given the model (or its class) -- so that ``presets`` can use it
+under ``STDFusionNet.from_preset`` without a loop.  Loading from any source
+(checkpoint, ``.weights.h5`` or preset) into a new model is ``loading``.
 """
 
 import functools
@@ -221,19 +226,19 @@ def write_state_file(directory, name):
 
 # ------------------------------------------------------------------- Keras --
 
-@functools.lru_cache(maxsize=1)
-def keras_h5_layout():
+@functools.lru_cache(maxsize=None)
+def keras_h5_layout(cls):
     """{path of a dataset inside a .weights.h5: (TF1 name, shape)}.
 
     Keras names the groups of a ``.weights.h5`` after attribute and class
     names (``reconstruction_network/blocks/res_block_1/conv2/vars/0``), not
     after our layer names.  The mapping is found once by saving a model whose
-    i-th variable is filled with the value i.
+    i-th variable is filled with the value i (``cls``: the model class,
+    e.g. ``STDFusionNet``; both activation variants share one layout).
     """
     import h5py
-    from .model import STDFusionNet
 
-    model = STDFusionNet()
+    model = cls()
     names = list(model.tf1_variables())
     for i, var in enumerate(model.tf1_variables().values()):
         var.assign(np.full(var.shape, i, dtype="float32"))
@@ -252,14 +257,15 @@ def keras_h5_layout():
     return layout
 
 
-def read_keras_weights(path):
-    """``.weights.h5`` -> {TF1 name: array}, checking every variable."""
+def read_keras_weights(path, cls):
+    """``.weights.h5`` of a ``cls`` model -> {TF1 name: array}, checking
+    every variable."""
     import h5py
 
     path = str(path)
     if not os.path.isfile(path):
         raise InputError(path, "no such file")
-    layout = keras_h5_layout()
+    layout = keras_h5_layout(cls)
     try:
         with h5py.File(path, "r") as f:
             found = {}
@@ -286,45 +292,17 @@ def save_keras_weights(model, path):
 
 # ------------------------------------------------------------------ models --
 
-def read_weights(src):
-    """Any supported checkpoint -> {TF1 name: array} (validated)."""
-    from . import presets
-    from .model import tf1_variable_shapes
-
-    if presets.is_preset(src):  # a built-in name or a preset folder
-        src = presets.resolve(src) / presets.WEIGHTS_FILE
-    presets.reject_near_misses(src)
-    if is_keras_weights(src):
-        return read_keras_weights(src)
-    expected = tf1_variable_shapes()
-    return read_tf1_weights(src, expected)[1]
+def variable_shapes(model):
+    """{TF1 name: shape} of a model's variables."""
+    return {k: tuple(v.shape) for k, v in model.tf1_variables().items()}
 
 
 def assign_weights(model, arrays):
     variables = model.tf1_variables()
-    check_arrays(arrays, {k: tuple(v.shape) for k, v in variables.items()},
-                 "weights")
+    check_arrays(arrays, variable_shapes(model), "weights")
     for name, var in variables.items():
         var.assign(np.asarray(arrays[name], dtype="float32"))
     return model
-
-
-def load_model(src, paper_activations=False, dtype=None):
-    """STDFusionNet with the weights of a ``.weights.h5`` or TF1 checkpoint,
-    or of a preset (name or folder: its config decides the activations)
-    (``dtype``: a Keras dtype policy such as ``"mixed_bfloat16"``).
-    ``model.weights_origin`` records the source and its sha256 (for
-    ``save_to_preset``)."""
-    from . import presets
-    from .model import STDFusionNet
-
-    if presets.is_preset(src):
-        return presets.load(src, paper_activations=paper_activations,
-                            **({"dtype": dtype} if dtype else {}))
-    arrays = read_weights(src)
-    model = STDFusionNet(paper_activations=paper_activations, dtype=dtype)
-    model.weights_origin = presets.origin_of(src)
-    return assign_weights(model, arrays)
 
 
 def export_tf1_tensors(model, root=DEFAULT_ROOT):

@@ -163,8 +163,8 @@ def main(argv):
     import tensorflow as tf
     from absl import flags
 
-    from . import assets, fileio
-    from .checkpoints import load_model
+    from . import fileio
+    from .loading import ensure_defaults, load_model
     from .errors import InputError
     from .fusion import Fuser
 
@@ -181,8 +181,7 @@ def main(argv):
     saved_model_dir = os.path.join(FLAGS.output_dir, "saved_model")
     if os.path.exists(saved_model_dir) and not os.path.isdir(saved_model_dir):
         raise InputError(saved_model_dir, "exists and is not a folder")
-    assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
-                           FLAGS.mirror)
+    ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.mirror)
     model = load_model(FLAGS.checkpoint)
     keras_fuser = Fuser(model)
     pairs = test_pairs(FLAGS.ir_dir, FLAGS.vi_dir)

@@ -357,8 +357,8 @@ class STDFusionNet(keras.Model):
         ``dtype="mixed_bfloat16"``.  See ``stdfusion_tf.presets``."""
         from . import presets
 
-        return presets.load(preset, mirror=mirror, load_weights=load_weights,
-                            **kwargs)
+        return presets.load(cls, preset, mirror=mirror,
+                            load_weights=load_weights, **kwargs)
 
     def save_to_preset(self, preset_dir):
         """Write ``config.json``, ``model.weights.h5`` and ``metadata.json``

@@ -25,6 +25,11 @@ bitwise) and cached, both under the Keras cache folder
     model = STDFusionNet.from_preset("stdfusionnet_jiayima_29")
     model.save_to_preset("my_preset")          # any model, e.g. train.py's
     again = STDFusionNet.from_preset("my_preset")
+
+As keras_hub's preset loaders, the functions here are handed the model class
+(``cls``) rather than importing it: ``STDFusionNet.from_preset`` calls down
+into this module, and this module calls down into ``checkpoints`` (formats)
+and ``assets`` (downloads), never back up.
 """
 
 import datetime
@@ -115,11 +120,11 @@ def sha256(path):
 
 def origin_of(src):
     """(source, {file name: sha256}) of a checkpoint: a ``.weights.h5``
-    file, a TF1 prefix (or folder) or a preset."""
+    file, a TF1 prefix (or folder) or a preset folder."""
     from .checkpoints import DATA_SUFFIX, is_keras_weights, resolve_tf1_prefix
 
-    if is_preset(src):
-        meta = read_metadata(resolve(src))
+    if is_preset_dir(src):
+        meta = read_metadata(src)
         return meta.get("source", str(src)), meta.get("source_sha256", {})
     if is_keras_weights(src):
         path = os.path.abspath(str(src))
@@ -178,13 +183,13 @@ def package_version():
 
 # ---------------------------------------------------------------- loading --
 
-def resolve(preset, mirror=None):
+def resolve(preset, cls, mirror=None):
     """A preset name or folder -> its folder (a built-in is fetched and
-    converted on first use)."""
+    converted on first use into a ``cls`` model's weights)."""
     if is_preset_dir(preset):
         return pathlib.Path(preset)
     if str(preset) in BUILTIN:
-        return ensure_builtin(str(preset), mirror)
+        return ensure_builtin(str(preset), cls, mirror)
     if isinstance(preset, (str, os.PathLike)) and os.path.isdir(str(preset)):
         raise InputError(preset, f"not a preset folder: no {CONFIG_FILE}")
     if isinstance(preset, (str, os.PathLike)) and os.path.exists(str(preset)):
@@ -221,32 +226,31 @@ def read_config(folder):
     return config
 
 
-def load(preset, mirror=None, load_weights=True, paper_activations=None,
+def load(cls, preset, mirror=None, load_weights=True, paper_activations=None,
          **kwargs):
-    """``STDFusionNet.from_preset``: the model of a preset name or folder.
+    """``cls.from_preset``: the ``cls`` model of a preset name or folder.
     ``kwargs`` override the saved config (``dtype="mixed_bfloat16"``).
     ``paper_activations`` must agree with the preset when given as True."""
     import keras
 
-    from .checkpoints import read_keras_weights
+    from .checkpoints import assign_weights, read_keras_weights
 
-    folder = resolve(preset, mirror)
+    folder = resolve(preset, cls, mirror)
     config = read_config(folder)
     saved = bool(config.get("config", {}).get("paper_activations", False))
     if paper_activations and not saved:
         raise InputError(folder, "preset was saved without "
                          "paper_activations; drop --paper_activations")
     weights = folder / WEIGHTS_FILE
-    arrays = read_keras_weights(weights) if load_weights else None
+    arrays = read_keras_weights(weights, cls) if load_weights else None
     config = dict(config, config={**config.get("config", {}), **kwargs})
     try:
-        model = keras.saving.deserialize_keras_object(config)
+        model = keras.saving.deserialize_keras_object(
+            config, custom_objects={REGISTERED_NAME: cls})
     except Exception as exc:
         raise InputError(folder / CONFIG_FILE, f"cannot build the model "
                          f"({one_line(exc)})")
     if arrays is not None:
-        from .checkpoints import assign_weights
-
         assign_weights(model, arrays)
         meta = read_metadata(folder)
         model.weights_origin = (meta.get("source", str(folder)),
@@ -254,23 +258,24 @@ def load(preset, mirror=None, load_weights=True, paper_activations=None,
     return model
 
 
-def ensure_builtin(name, mirror=None):
+def ensure_builtin(name, cls, mirror=None):
     """The cached preset folder of a built-in name, made on first use from
-    the pinned, sha256-checked TF1 release."""
+    the pinned, sha256-checked TF1 release (read into a ``cls`` model)."""
     from . import assets
+    from .checkpoints import (assign_weights, read_keras_weights,
+                              read_tf1_weights, variable_shapes)
 
     group = BUILTIN[name]
     entries = assets.manifest()["groups"][group]
     pinned = {pathlib.Path(e["dest"]).name: e["sha256"] for e in entries}
     folder = cache_root() / "presets" / name
-    if _cached_ok(folder, pinned):
+    if _cached_ok(folder, pinned, cls):
         return folder
     root = cache_root()
     paths = assets.fetch(group, root=root, mirror=mirror)
-    from .checkpoints import load_model, read_keras_weights
-
     prefix = paths[0][: -len(".index")]
-    model = load_model(prefix)
+    model = cls()
+    assign_weights(model, read_tf1_weights(prefix, variable_shapes(model))[1])
     repo = assets.manifest()["repos"][entries[0]["repo"]]
     source = (f"{repo['repo']}@{repo['commit']}:"
               f"{entries[0]['path'][: -len('.index')]}")
@@ -279,7 +284,7 @@ def ensure_builtin(name, mirror=None):
                                         dir=folder.parent))
     try:
         save_to_preset(model, tmp, source=source, source_sha256=pinned)
-        back = read_keras_weights(tmp / WEIGHTS_FILE)
+        back = read_keras_weights(tmp / WEIGHTS_FILE, cls)
         for key, var in model.tf1_variables().items():
             if back[key].tobytes() != var.numpy().tobytes():
                 raise InputError(tmp / WEIGHTS_FILE, f"{key} does not read "
@@ -293,7 +298,7 @@ def ensure_builtin(name, mirror=None):
     return folder
 
 
-def _cached_ok(folder, pinned):
+def _cached_ok(folder, pinned, cls):
     """A cached built-in preset made from exactly the pinned files, with its
     weights complete."""
     from .checkpoints import read_keras_weights
@@ -304,7 +309,7 @@ def _cached_ok(folder, pinned):
         if read_metadata(folder).get("source_sha256") != pinned:
             return False
         read_config(folder)
-        read_keras_weights(folder / WEIGHTS_FILE)
+        read_keras_weights(folder / WEIGHTS_FILE, cls)
     except InputError:
         return False
     return True

@@ -39,9 +39,10 @@ import time
 
 import numpy as np
 
-from .checkpoints import (DEFAULT_ROOT, read_tf1_checkpoint, read_weights,
+from .checkpoints import (DEFAULT_ROOT, read_tf1_checkpoint,
                           split_tf1_tensors, check_arrays, write_tf1_checkpoint)
 from .errors import InputError
+from .loading import read_weights
 from .losses import fusion_loss
 
 LOSS_TERMS = ("total", "vi_pixel", "ir_pixel", "vi_grad", "ir_grad")

@@ -43,7 +43,7 @@ def test_round_trip_keras_tf1_keras_is_bitwise(released_arrays, tmp_path,
     arrays = released_arrays[release, epoch][1]
     model = assign_weights(STDFusionNet(), arrays)
     h5 = save_keras_weights(model, tmp_path / "a.weights.h5")
-    back = read_keras_weights(h5)
+    back = read_keras_weights(h5, STDFusionNet)
     prefix = write_tf1_checkpoint(
         tmp_path / "tf1" / "Fusion.model-7",
         {f"STMFusion_model/{k}": v for k, v in back.items()})
@@ -74,7 +74,7 @@ def test_cli_converts_validates_and_round_trips(tmp_path):
                    "--dst", dst2)
     assert proc.returncode == 0, proc.stderr
     assert "under 'STMFusion_model/'" in proc.stdout
-    a, b = read_keras_weights(dst), read_keras_weights(dst2)
+    a, b = read_keras_weights(dst, STDFusionNet), read_keras_weights(dst2, STDFusionNet)
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import (RELEASES, ROOT, assert_one_line_error, run_cli,
                       write_gray)
 from stdfusion_tf import export, fusion, images
-from stdfusion_tf.checkpoints import load_model
+from stdfusion_tf.loading import load_model
 from stdfusion_tf.errors import InputError
 
 

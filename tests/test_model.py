@@ -119,7 +119,7 @@ def test_model_code_imports_tensorflow_only_behind_the_backend_check():
 
 def test_runs_on_the_jax_backend_without_tensorflow(jiayi_weights):
     """Same weights, same output on Keras' JAX backend; TF never imported."""
-    from stdfusion_tf.checkpoints import load_model
+    from stdfusion_tf.loading import load_model
 
     rng = np.random.default_rng(3)
     x = rng.uniform(-1, 1, (2, 2, 21, 19, 1)).astype("float32")

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import ROOT, assert_one_line_error, run_cli
 from stdfusion_tf import presets
-from stdfusion_tf.checkpoints import (load_model, read_weights,
-                                      write_tf1_checkpoint)
+from stdfusion_tf.checkpoints import write_tf1_checkpoint
+from stdfusion_tf.loading import load_model, read_weights
 from stdfusion_tf.errors import InputError
 from stdfusion_tf.model import STDFusionNet
 

@@ -14,7 +14,8 @@ from scipy import ndimage
 
 from conftest import ROOT, assert_one_line_error, run_cli, write_gray
 from stdfusion_tf import data, losses, training
-from stdfusion_tf.checkpoints import read_tf1_checkpoint, read_weights
+from stdfusion_tf.checkpoints import read_tf1_checkpoint
+from stdfusion_tf.loading import read_weights
 from stdfusion_tf.errors import InputError
 from stdfusion_tf.images import read_gray
 

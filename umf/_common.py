@@ -51,7 +51,7 @@ def fuser(kind, checkpoint, mirror=None, flag="checkpoint"):
     if kind == "difn":
         return pipeline.DIFNFuser(load(checkpoint, "difn", flag))
     from stdfusion_tf import assets, fusion
-    from stdfusion_tf.checkpoints import load_model
+    from stdfusion_tf.loading import load_model
 
     checkpoint = checkpoint or assets.DEFAULT_CHECKPOINT
     if checkpoint == assets.DEFAULT_CHECKPOINT:

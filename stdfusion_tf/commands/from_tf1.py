@@ -55,7 +55,7 @@ def main(argv):
                          "nothing written")
 
     path = save_keras_weights(model, FLAGS.dst)
-    back = read_keras_weights(path)
+    back = read_keras_weights(path, STDFusionNet)
     same = all(np.array_equal(back[k], arrays[k]) for k in arrays)
     if not same:
         raise InputError(path, "written weights do not read back bitwise")

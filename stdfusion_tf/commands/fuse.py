@@ -78,8 +78,8 @@ flags.DEFINE_string("mirror", None, "Local folder laid out like ../shared/"
 
 
 def main(argv):
-    from stdfusion_tf import assets, fileio, fusion, images, salient
-    from stdfusion_tf.checkpoints import load_model
+    from stdfusion_tf import fileio, fusion, images, salient
+    from stdfusion_tf.loading import ensure_defaults, load_model
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
@@ -91,8 +91,7 @@ def main(argv):
     fileio.check_folder(FLAGS.output_dir)  # before fetching anything
     if FLAGS.lean_allocator:
         fusion.lean_allocator()  # before TensorFlow starts
-    assets.ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir,
-                           FLAGS.mirror)
+    ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.mirror)
     model = load_model(FLAGS.checkpoint,
                        paper_activations=FLAGS.paper_activations,
                        dtype="mixed_bfloat16" if FLAGS.precision == "bfloat16"

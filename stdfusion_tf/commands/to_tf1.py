@@ -35,7 +35,7 @@ def main(argv):
     from stdfusion_tf.checkpoints import (read_keras_weights, read_tf1_weights,
                                           write_tf1_checkpoint)
     from stdfusion_tf.errors import InputError
-    from stdfusion_tf.model import tf1_variable_shapes
+    from stdfusion_tf.model import STDFusionNet, tf1_variable_shapes
 
     if not re.fullmatch(r"[A-Za-z0-9_.\-]+", FLAGS.root):
         raise InputError(None, f"--root {FLAGS.root!r} is not a variable "
@@ -49,7 +49,7 @@ def main(argv):
         fileio.check_file_target(FLAGS.dst + suffix)
     fileio.check_file_target(os.path.join(os.path.dirname(
         os.path.abspath(FLAGS.dst)), "checkpoint"))
-    arrays = read_keras_weights(FLAGS.src)
+    arrays = read_keras_weights(FLAGS.src, STDFusionNet)
     prefix = write_tf1_checkpoint(
         FLAGS.dst, {f"{FLAGS.root}/{k}": v for k, v in arrays.items()})
     root, back, _ = read_tf1_weights(prefix, tf1_variable_shapes())

@@ -150,7 +150,9 @@ def main(argv):
         prefix, step = trainer.restore(run_dir)
         print(f"Resuming from {prefix} at global step {step}")
     elif FLAGS.init_from:
-        assets.ensure_defaults(FLAGS.init_from, None, None, FLAGS.mirror)
+        from stdfusion_tf.loading import ensure_defaults
+
+        ensure_defaults(FLAGS.init_from, None, None, FLAGS.mirror)
         trainer.init_from(FLAGS.init_from)
         print(f"Initialised from {FLAGS.init_from}")
     if chief:
