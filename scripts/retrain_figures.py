@@ -46,18 +46,20 @@ TERMS = ("total", "vi_pixel", "ir_pixel", "vi_grad", "ir_grad")
 
 
 def read_log(path, steps_per_epoch):
-    """[(global step at the window's end, {term: mean})] of a log.txt."""
-    rows = []
+    """[(global step at the window's end, {term: mean})] of a log.txt, in
+    step order.  A run killed mid-epoch and resumed (from the epoch's start)
+    logs that epoch's first windows again: the later line of a step wins."""
+    rows = {}
     with open(path) as f:
         for line in f:
             m = LINE.search(line)
             if m:
                 epoch, step = int(m.group(1)), int(m.group(2))
                 values = dict(zip(TERMS, map(float, m.groups()[2:])))
-                rows.append(((epoch - 1) * steps_per_epoch + step, values))
+                rows[(epoch - 1) * steps_per_epoch + step] = values
     if not rows:
         raise SystemExit(f"{path}: no loss lines")
-    return rows
+    return sorted(rows.items())
 
 
 def curves(out):

@@ -39,6 +39,22 @@ def test_curves_read_the_trainers_log(tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_curves_of_a_resumed_run(tmp_path):
+    """Killed in epoch 2 after two windows, resumed from epoch 2's start:
+    the repeated windows count once (the resumed run's values)."""
+    _log(tmp_path / "a.txt", [1.5, 9.0])
+    _log(tmp_path / "b.txt", [1.5, 0.75, 0.5])
+    a = (tmp_path / "a.txt").read_text().splitlines()
+    b = (tmp_path / "b.txt").read_text().splitlines()
+    (tmp_path / "log.txt").write_text("\n".join(b[:5] + a[5:7] + b[5:])
+                                      + "\n")
+    proc = _run("curves", "--log", tmp_path / "log.txt", "--out",
+                tmp_path / "c.png")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "15 windows, up to epoch 3.00; epoch means 1.5000, 0.7500, " \
+        "0.5000" in proc.stdout
+
+
 def test_verdict_within_one_std(tmp_path):
     rows = [("released", f"{i:02d}", 1.0 + i, 5.0) for i in range(4)]
     rows += [("retrained", f"{i:02d}", 1.5 + i, 9.0 + i) for i in range(4)]

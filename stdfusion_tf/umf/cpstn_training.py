@@ -58,13 +58,12 @@ and ``train_state.npz`` (four networks, both optimizers, both pools, step)
 after every epoch.
 """
 
-import os
 
 import numpy as np
 
 from .. import training
 from ..errors import InputError
-from . import cpstn_data, task_state, weights
+from . import cpstn_data, task_state
 
 NETS = ("G_A", "G_B", "D_A", "D_B")
 LAMBDA_A = LAMBDA_B = 10.0  # cycle (here: VGGLoss) weights
@@ -501,18 +500,11 @@ class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
             raise InputError(path, "no image pools of this CPSTN training "
                              "in the state") from None
 
-    def save_epoch(self, checkpoint_dir, epoch, final=False):
-        """``<epoch>_net_<G_A|G_B|D_A|D_B>.weights.h5`` every
-        ``save_every`` epochs and at the end (or stop), then the resumable
-        state after every epoch."""
-        written = []
-        if final or (epoch + 1) % self.save_every == 0:
-            for n in NETS:
-                written.append(weights.save_weights(
-                    self.model.net(n), os.path.join(
-                        str(checkpoint_dir), f"{epoch + 1}_net_{n}.weights.h5")))
-        state = self.save_state(checkpoint_dir)
-        return written[0] if written else state  # G_A: the CPSTN generator
+    def weights_files(self, epoch):
+        """``<epoch>_net_<G_A|G_B|D_A|D_B>``; G_A (first, the one reported)
+        is the CPSTN generator."""
+        return {f"{epoch}_net_{n}.weights.h5": self.model.net(n)
+                for n in NETS}
 
     def init_from(self, src):
         raise InputError(src, "CPSTN training starts from scratch or resumes "

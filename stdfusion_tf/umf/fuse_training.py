@@ -52,7 +52,6 @@ checkpoints are ``fus_<epoch>.weights.h5`` (what ``umf.test_fuse
 """
 
 import math
-import os
 from math import exp
 
 import numpy as np
@@ -275,13 +274,5 @@ class DIFNTrainer(task_state.TorchStateMixin, training.Engine):
         return FuseLossLog(summary_dir, enabled=enabled)
 
     # -------------------------------------------------------- checkpoints --
-    def save_epoch(self, checkpoint_dir, epoch, final=False):
-        """``fus_<epoch, 1-based, 4 digits>.weights.h5`` every
-        ``save_every`` epochs and at the end (or stop), then the resumable
-        state after every epoch."""
-        written = None
-        if final or (epoch + 1) % self.save_every == 0:
-            written = weights.save_weights(self.model, os.path.join(
-                str(checkpoint_dir), f"fus_{epoch + 1:04d}.weights.h5"))
-        state = self.save_state(checkpoint_dir)
-        return written or state
+    def weights_files(self, epoch):
+        return {f"fus_{epoch:04d}.weights.h5": self.model}

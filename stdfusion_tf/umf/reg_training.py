@@ -47,7 +47,6 @@ the step), written atomically.
 """
 
 import math
-import os
 
 import numpy as np
 
@@ -274,15 +273,7 @@ class MRRNTrainer(TorchStateMixin, training.Engine):
         return RegLossLog(summary_dir, enabled=enabled)
 
     # -------------------------------------------------------- checkpoints --
-    def save_epoch(self, checkpoint_dir, epoch, final=False):
-        """``cp_<epoch, 1-based, 4 digits>.weights.h5`` every
-        ``save_every`` epochs and at the end (or stop), then the resumable
-        state after every epoch."""
-        written = None
-        if final or (epoch + 1) % self.save_every == 0:
-            written = weights.save_weights(self.model, os.path.join(
-                str(checkpoint_dir), f"cp_{epoch + 1:04d}.weights.h5"))
-        state = self.save_state(checkpoint_dir)
-        return written or state
+    def weights_files(self, epoch):
+        return {f"cp_{epoch:04d}.weights.h5": self.model}
 
 

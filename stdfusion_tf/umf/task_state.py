@@ -93,6 +93,24 @@ class TorchStateMixin:
         self.optimizer.iterations.assign(step)
         return path, step
 
+    # -------------------------------------------------------- checkpoints --
+    def weights_files(self, epoch):
+        """{file name: network} written at a checkpointing ``epoch``
+        (1-based), named as upstream names its ``.pth`` files."""
+        raise NotImplementedError
+
+    def save_epoch(self, checkpoint_dir, epoch, final=False):
+        """The :meth:`weights_files` every ``save_every`` epochs and at the
+        end (or stop), then the resumable state after every epoch -> the
+        first weights file written, else the state."""
+        written = []
+        if final or (epoch + 1) % self.save_every == 0:
+            for name, net in self.weights_files(epoch + 1).items():
+                written.append(weights.save_weights(
+                    net, os.path.join(str(checkpoint_dir), name)))
+        state = self.save_state(checkpoint_dir)
+        return written[0] if written else state
+
     def init_from(self, src):
         """Start from released (``.pth``) or saved (``.weights.h5``)
         weights of this network, with a fresh optimizer."""
