@@ -58,3 +58,6 @@ done
     --metrics_csv $R/TNO42/report/metrics.csv | tee $R/TNO42/verdict.txt
 "$PY" scripts/retrain_figures.py side_by_side --left $R/test9/released \
     --right $R/test9/retrained --names 01,05,09 --out ${W}_side_by_side.png
+# The preset name (stdfusion_tf/presets.py, PROJECT_BUILTIN) pins this file.
+echo "preset: \"stdfusionnet_retrained_30ep\": (\"$W.weights.h5\"," \
+     "\"$(sha256sum $W.weights.h5 | cut -d' ' -f1)\")"

@@ -51,7 +51,7 @@ def ensure_defaults(checkpoint, ir_dir, vi_dir, mirror=None):
     ``mirror`` too) and converted into the Keras cache."""
     if checkpoint == assets.DEFAULT_CHECKPOINT:
         assets.ensure_weights(root=".", mirror=mirror)
-    if str(checkpoint) in presets.BUILTIN:  # into the Keras cache
+    if str(checkpoint) in presets.names():  # into the Keras cache
         from .model import STDFusionNet
 
         presets.resolve(checkpoint, STDFusionNet, mirror=mirror)

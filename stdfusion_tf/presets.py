@@ -56,10 +56,14 @@ BUILTIN = {
     "stdfusionnet_linfengtang_29": "Linfeng-Tang-29",
 }
 DEFAULT_PRESET = "stdfusionnet_jiayima_29"
+# Preset name -> (a ``.weights.h5`` tracked in this project, relative to its
+# root, and the file's sha256): weights trained with this project, read from
+# the checkout (nothing to download) and cached as a preset on first use.
+PROJECT_BUILTIN = {}
 
 
 def names():
-    return list(BUILTIN)
+    return list(BUILTIN) + list(PROJECT_BUILTIN)
 
 
 def cache_root():
@@ -84,7 +88,7 @@ def is_preset(src):
     """A built-in name, or a folder with ``config.json``: what ``from_preset``
     and every ``--checkpoint`` flag accept besides checkpoints."""
     return (isinstance(src, (str, os.PathLike))
-            and (str(src) in BUILTIN or is_preset_dir(src)))
+            and (str(src) in names() or is_preset_dir(src)))
 
 
 def reject_near_misses(src):
@@ -102,7 +106,7 @@ def reject_near_misses(src):
 
 
 def unknown_name(src):
-    builtin = ", ".join(BUILTIN)
+    builtin = ", ".join(names())
     if os.sep in str(src):
         return InputError(src, f"no such preset folder (built-in presets: "
                           f"{builtin})")
@@ -188,7 +192,7 @@ def resolve(preset, cls, mirror=None):
     converted on first use into a ``cls`` model's weights)."""
     if is_preset_dir(preset):
         return pathlib.Path(preset)
-    if str(preset) in BUILTIN:
+    if str(preset) in names():
         return ensure_builtin(str(preset), cls, mirror)
     if isinstance(preset, (str, os.PathLike)) and os.path.isdir(str(preset)):
         raise InputError(preset, f"not a preset folder: no {CONFIG_FILE}")
@@ -260,25 +264,41 @@ def load(cls, preset, mirror=None, load_weights=True, paper_activations=None,
 
 def ensure_builtin(name, cls, mirror=None):
     """The cached preset folder of a built-in name, made on first use from
-    the pinned, sha256-checked TF1 release (read into a ``cls`` model)."""
+    its pinned, sha256-checked files (a TF1 release, or a project file) read
+    into a ``cls`` model."""
     from . import assets
     from .checkpoints import (assign_weights, read_keras_weights,
                               read_tf1_weights, variable_shapes)
 
-    group = BUILTIN[name]
-    entries = assets.manifest()["groups"][group]
-    pinned = {pathlib.Path(e["dest"]).name: e["sha256"] for e in entries}
+    if name in PROJECT_BUILTIN:
+        rel, digest = PROJECT_BUILTIN[name]
+        path = assets.PROJECT_ROOT / rel
+        pinned = {path.name: digest}
+    else:
+        group = BUILTIN[name]
+        entries = assets.manifest()["groups"][group]
+        pinned = {pathlib.Path(e["dest"]).name: e["sha256"] for e in entries}
     folder = cache_root() / "presets" / name
     if _cached_ok(folder, pinned, cls):
         return folder
-    root = cache_root()
-    paths = assets.fetch(group, root=root, mirror=mirror)
-    prefix = paths[0][: -len(".index")]
     model = cls()
-    assign_weights(model, read_tf1_weights(prefix, variable_shapes(model))[1])
-    repo = assets.manifest()["repos"][entries[0]["repo"]]
-    source = (f"{repo['repo']}@{repo['commit']}:"
-              f"{entries[0]['path'][: -len('.index')]}")
+    if name in PROJECT_BUILTIN:
+        if not path.is_file():
+            raise InputError(path, f"missing: preset {name!r} is this file "
+                             "of the stdfusion-tf repository (use a checkout)")
+        if sha256(path) != digest:
+            raise InputError(path, f"sha256 differs from preset {name!r}'s "
+                             "pinned one; preset not cached")
+        assign_weights(model, read_keras_weights(path, cls))
+        source = f"stdfusion-tf:{rel}"
+    else:
+        paths = assets.fetch(group, root=cache_root(), mirror=mirror)
+        prefix = paths[0][: -len(".index")]
+        assign_weights(model, read_tf1_weights(prefix,
+                                               variable_shapes(model))[1])
+        repo = assets.manifest()["repos"][entries[0]["repo"]]
+        source = (f"{repo['repo']}@{repo['commit']}:"
+                  f"{entries[0]['path'][: -len('.index')]}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{name}-",
                                         dir=folder.parent))

@@ -82,6 +82,44 @@ def test_builtin_names_are_the_releases(cache, released_arrays):
     assert_bitwise(model, released_arrays["jiayi-ma", 29][1])
 
 
+def test_project_file_builtin(cache, tmp_path, monkeypatch):
+    """A built-in name backed by a .weights.h5 tracked in the project (how
+    the 30-epoch retrain is published): pinned by sha256, cached once as a
+    preset, bitwise; missing or changed file -> one line, nothing cached."""
+    from stdfusion_tf.checkpoints import save_keras_weights
+
+    rng = np.random.default_rng(5)
+    trained = STDFusionNet()
+    for var in trained.tf1_variables().values():
+        var.assign(rng.standard_normal(var.shape).astype("float32"))
+    path = save_keras_weights(trained, tmp_path / "w" / "mine.weights.h5")
+    arrays = {k: np.asarray(v.numpy())
+              for k, v in trained.tf1_variables().items()}
+    name = "stdfusionnet_mine"
+    # an absolute path stands in for one relative to the project root
+    monkeypatch.setitem(presets.PROJECT_BUILTIN, name,
+                        (path, presets.sha256(path)))
+    assert name in presets.names()
+    assert_bitwise(STDFusionNet.from_preset(name), arrays)
+    assert_bitwise(load_model(name), arrays)
+    meta = json.loads((cache / "presets" / name / "metadata.json")
+                      .read_text())
+    assert meta["source"] == f"stdfusion-tf:{path}"
+    assert meta["source_sha256"] == {"mine.weights.h5": presets.sha256(path)}
+
+    other = "stdfusionnet_changed"
+    monkeypatch.setitem(presets.PROJECT_BUILTIN, other, (path, "0" * 64))
+    with pytest.raises(InputError, match="sha256 differs") as err:
+        STDFusionNet.from_preset(other)
+    assert "\n" not in str(err.value)
+    gone = "stdfusionnet_gone"
+    monkeypatch.setitem(presets.PROJECT_BUILTIN, gone,
+                        (tmp_path / "nowhere.weights.h5", "0" * 64))
+    with pytest.raises(InputError, match="missing: preset"):
+        STDFusionNet.from_preset(gone)
+    assert sorted(p.name for p in (cache / "presets").iterdir()) == [name]
+
+
 def test_user_checkpoint_round_trip_is_bitwise(cache, tmp_path):
     """train.py-style TF1 checkpoint (with Adam slots) -> load_model ->
     save_to_preset -> from_preset: bitwise, origin recorded."""
