@@ -9,14 +9,16 @@
 #      and the released (jiayi-ma model-29) weights; evaluate.py with all 12
 #      metrics, TNO42 with the nine peer methods too;
 #   4. the verdict (each TNO42 metric's retrained mean within one per-image
-#      std of the release's?) and a side-by-side picture released | retrained.
-# RUN: the run folder (ckpt/, log/), default runs/retrain_30ep; EPOCH: 29;
+#      std of the release's?), the tables with it (weights/retrained_30ep_
+#      tables.md) and a side-by-side picture released | retrained.
+# RUN: the run folder (train.py's --checkpoint_dir ckpt, --summary_dir log);
+# EPOCH: 29;
 # OUT (weights/retrained_30ep) and RESULTS (results/retrain) to try it on an
 # unfinished run elsewhere.  Reports: $RESULTS/{TNO42,test9}/report/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-RUN=${1:-runs/retrain_30ep}
+RUN=${1:?usage: scripts/retrain_report.sh RUN_FOLDER (with ckpt/ and log/)}
 EPOCH=${EPOCH:-29}
 W=${OUT:-weights/retrained_30ep}
 R=${RESULTS:-results/retrain}
@@ -56,6 +58,10 @@ done
 
 "$PY" scripts/retrain_figures.py verdict \
     --metrics_csv $R/TNO42/report/metrics.csv | tee $R/TNO42/verdict.txt
+# The tables (the TNO42 one with the verdict) stay with the weights.
+{ cat $R/TNO42/report/table.md; echo; echo '```'; cat $R/TNO42/verdict.txt
+  echo '```'; echo; echo "Upstream's 9 test pairs:"; echo
+  cat $R/test9/report/table.md; } > ${W}_tables.md
 "$PY" scripts/retrain_figures.py side_by_side --left $R/test9/released \
     --right $R/test9/retrained --names 01,05,09 --out ${W}_side_by_side.png
 # The preset name (stdfusion_tf/presets.py, PROJECT_BUILTIN) pins this file.
