@@ -59,7 +59,13 @@ DEFAULT_PRESET = "stdfusionnet_jiayima_29"
 # Preset name -> (a ``.weights.h5`` tracked in this project, relative to its
 # root, and the file's sha256): weights trained with this project, read from
 # the checkout (nothing to download) and cached as a preset on first use.
-PROJECT_BUILTIN = {}
+# retrained_30ep: train.py's 30 epochs from scratch with the released recipe
+# (float32, --seed 1), issue #14; README, "Retraining from scratch".
+PROJECT_BUILTIN = {
+    "stdfusionnet_retrained_30ep": (
+        "weights/retrained_30ep.weights.h5",
+        "8d465cc9036724a02608daf7dd0fffff779ec3328705ffbdfd56d1a0f9820632"),
+}
 
 
 def names():

@@ -45,7 +45,7 @@ def assert_bitwise(model, arrays):
 def test_builtin_names_are_the_releases(cache, released_arrays):
     """Each name: fetched (sha256), converted once into the Keras cache in
     keras_hub's layout, bitwise the released variables."""
-    assert presets.names() == list(PINNED)
+    assert presets.names() == list(PINNED) + list(presets.PROJECT_BUILTIN)
     assert presets.DEFAULT_PRESET == "stdfusionnet_jiayima_29"
     for name, key in PINNED.items():
         model = STDFusionNet.from_preset(name)
@@ -118,6 +118,21 @@ def test_project_file_builtin(cache, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="missing: preset"):
         STDFusionNet.from_preset(gone)
     assert sorted(p.name for p in (cache / "presets").iterdir()) == [name]
+
+
+def test_retrained_30ep_preset_is_the_tracked_file(cache):
+    """The real project entry: the 30-epoch retrain (issue #14) is tracked,
+    its sha256 is the pinned one, and the preset (and test.py's
+    --checkpoint path form) give bitwise its weights, not the release's."""
+    name = "stdfusionnet_retrained_30ep"
+    rel, digest = presets.PROJECT_BUILTIN[name]
+    path = ROOT / rel
+    assert presets.sha256(path) == digest
+    arrays = read_weights(str(path))
+    assert_bitwise(STDFusionNet.from_preset(name), arrays)
+    assert_bitwise(load_model(str(path)), arrays)
+    released = read_weights("stdfusionnet_jiayima_29")
+    assert any(not np.array_equal(arrays[k], released[k]) for k in arrays)
 
 
 def test_user_checkpoint_round_trip_is_bitwise(cache, tmp_path):

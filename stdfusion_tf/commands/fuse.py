@@ -16,7 +16,7 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
+from stdfusion_tf import cli, presets
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ir_dir", "Test_ir", "Folder of infrared images.")
@@ -28,10 +28,10 @@ flags.DEFINE_string("checkpoint", "checkpoint/Fusion.model-29",
                     "Weights: a .weights.h5 file, or a TF1 checkpoint "
                     "directory (with its 'checkpoint' state file) or prefix, "
                     "converted on the fly; or a preset: a folder written by "
-                    "save_to_preset, or a built-in name "
-                    "(stdfusionnet_jiayima_29 = the default weights, "
-                    "stdfusionnet_jiayima_28, stdfusionnet_linfengtang_28, "
-                    "stdfusionnet_linfengtang_29; cached under $KERAS_HOME).")
+                    "save_to_preset, or a built-in name ("
+                    + ", ".join(presets.names()) + "; "
+                    f"{presets.DEFAULT_PRESET} = the default weights; "
+                    "cached under $KERAS_HOME).")
 flags.DEFINE_enum("save_mode", "minmax", ["minmax", "clip"],
                   "minmax: stretch each result to 0..255 like upstream's "
                   "scipy.misc.imsave (default, reproduces the authors' "
