@@ -349,10 +349,9 @@ class STDFusionNet(keras.Model):
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, mirror=None, **kwargs):
-        """A model from a preset: a built-in name (``stdfusionnet_jiayima_29``,
-        ``..._jiayima_28``, ``..._linfengtang_28``, ``..._linfengtang_29``:
-        the released checkpoints, fetched and converted once into the Keras
-        cache) or a folder written by ``save_to_preset`` (keras_hub's
+        """A model from a preset: a built-in name (``presets.names()``: the
+        released checkpoints, fetched and converted once into the Keras
+        cache, and the project's 30-epoch retrain) or a folder written by ``save_to_preset`` (keras_hub's
         layout).  ``kwargs`` override the saved config, e.g.
         ``dtype="mixed_bfloat16"``.  See ``stdfusion_tf.presets``."""
         from . import presets
