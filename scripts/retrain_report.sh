@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The 30-epoch STDFusionNet retrain, from its last checkpoint to the
 # comparison the issue (#14) asks for:
-#   1. weights/retrained_30ep.weights.h5 from RUN's Fusion.model-$EPOCH
+#   1. stdfusion_tf/pretrained/retrained_30ep.weights.h5 (package data) from RUN's Fusion.model-$EPOCH
 #      (convert.from_tf1 validates it against the TF1 graph);
 #   2. its training curves (weights/retrained_30ep_curves.png) and log
 #      summary (weights/retrained_30ep_log.txt, upstream's log.txt);
@@ -21,16 +21,19 @@ PY=${PYTHON:-.venv/bin/python}
 RUN=${1:?usage: scripts/retrain_report.sh RUN_FOLDER (with ckpt/ and log/)}
 EPOCH=${EPOCH:-29}
 W=${OUT:-weights/retrained_30ep}
+# the weights ship inside the package (the preset works when installed)
+H5=${OUT:+$OUT.weights.h5}
+H5=${H5:-stdfusion_tf/pretrained/retrained_30ep.weights.h5}
 R=${RESULTS:-results/retrain}
 if [ -d ../shared ]; then  # local copies of the pinned files
     export STDFUSION_MIRROR=${STDFUSION_MIRROR:-../shared/upstream}
     export STDFUSION_DATA_MIRROR=${STDFUSION_DATA_MIRROR:-../shared}
 fi
 
-mkdir -p "$(dirname $W)"
+mkdir -p "$(dirname $W)" "$(dirname $H5)"
 "$PY" -m convert.from_tf1 \
     --src "$RUN/ckpt/STDFusion_32_Pixel_Grad/Fusion.model-$EPOCH" \
-    --dst $W.weights.h5
+    --dst $H5
 cp "$RUN/log/log.txt" ${W}_log.txt
 "$PY" scripts/retrain_figures.py curves --log ${W}_log.txt --out ${W}_curves.png
 
@@ -39,7 +42,7 @@ for set in TNO42:datasets/TNO42 test9:.; do
     name=${set%%:*} dir=${set#*:}
     ir=$dir/ir vi=$dir/vi
     [ $name = test9 ] && ir=Test_ir vi=Test_vi
-    "$PY" test.py --checkpoint $W.weights.h5 --ir_dir $ir --vi_dir $vi \
+    "$PY" test.py --checkpoint $H5 --ir_dir $ir --vi_dir $vi \
         --output_dir $R/$name/retrained
     "$PY" test.py --ir_dir $ir --vi_dir $vi --output_dir $R/$name/released
 done
@@ -65,5 +68,5 @@ done
 "$PY" scripts/retrain_figures.py side_by_side --left $R/test9/released \
     --right $R/test9/retrained --names 01,05,09 --out ${W}_side_by_side.png
 # The preset name (stdfusion_tf/presets.py, PROJECT_BUILTIN) pins this file.
-echo "preset: \"stdfusionnet_retrained_30ep\": (\"$W.weights.h5\"," \
-     "\"$(sha256sum $W.weights.h5 | cut -d' ' -f1)\")"
+echo "preset: \"stdfusionnet_retrained_30ep\": (\"$H5\"," \
+     "\"$(sha256sum $H5 | cut -d' ' -f1)\")"

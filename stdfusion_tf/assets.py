@@ -17,7 +17,7 @@ sets (laid out like ``../shared``: ``datasets/``, ``peers/``),
 ``STDFUSION_UMF_MIRROR`` for UMF-CMGR's weights and RoadScene working set
 (laid out like ``../shared/umf-cmgr``: ``weights/``, ``RoadScene/``).
 
-    python -m stdfusion_tf.assets --groups tno42,roadscene,peers_tno42
+    stdfusion-assets --groups tno42,roadscene,peers_tno42   # commands/assets.py
 """
 
 import contextlib
@@ -79,42 +79,51 @@ def mirror_or_shared(group):
     return default_mirror(group) or (str(shared) if shared.is_dir() else None)
 
 
-def fetch(group, root=PROJECT_ROOT, mirror=None, verbose=True):
-    """Make sure every file of ``group`` is at ``root/<dest>`` with the right
-    hash; returns the list of paths."""
+def fetch(group, root=PROJECT_ROOT, mirror=None, verbose=True, only=None):
+    """Make sure every file of ``group`` (or those whose file name is in
+    ``only``) is at ``root/<dest>`` with the right hash; returns the list of
+    paths.  A failure is one ``InputError`` line (no chained traceback) and
+    leaves nothing behind: no partial file, no folder this call created."""
     import keras
 
     entries = manifest()["groups"].get(group)
     if entries is None:
         raise InputError(None, f"unknown asset group {group!r} "
                          f"(known: {', '.join(groups())})")
+    if only is not None:
+        entries = [e for e in entries
+                   if pathlib.Path(e["dest"]).name in set(only)]
     mirror = default_mirror(group, mirror)
     if mirror and not os.path.isdir(mirror):
         raise InputError(mirror, "mirror folder does not exist")
-    paths, fetched = [], 0
-    for entry in entries:
-        dest = pathlib.Path(root, entry["dest"]).resolve()
-        fileio.check_writable(dest.parent, [dest])
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        log = io.StringIO()  # get_file's per-file progress bars: one line below
-        try:
-            with contextlib.redirect_stdout(log):
-                got = keras.utils.get_file(
-                    fname=dest.name, origin=origin(entry, mirror),
-                    file_hash=entry["sha256"], hash_algorithm="sha256",
-                    cache_dir=str(dest.parent.parent),
-                    cache_subdir=dest.parent.name)
-        except Exception as exc:
-            if dest.exists():  # get_file leaves a corrupt download behind
-                dest.unlink()
-            source = (os.path.join(mirror, entry["mirror"]) if mirror
-                      else origin(entry))
-            raise InputError(source, f"cannot fetch {entry['dest']} "
-                             f"({one_line(exc)})")
-        if pathlib.Path(got).resolve() != dest:
-            raise InputError(dest.parent, "folder is not writable")
-        fetched += "Downloading" in log.getvalue()
-        paths.append(str(dest))
+    paths, fetched, made = [], 0, []
+    try:
+        for entry in entries:
+            dest = pathlib.Path(root, entry["dest"]).resolve()
+            fileio.check_writable(dest.parent, [dest])
+            made += fileio.makedirs(dest.parent)
+            log = io.StringIO()  # get_file's progress bars: one line below
+            try:
+                with contextlib.redirect_stdout(log):
+                    got = keras.utils.get_file(
+                        fname=dest.name, origin=origin(entry, mirror),
+                        file_hash=entry["sha256"], hash_algorithm="sha256",
+                        cache_dir=str(dest.parent.parent),
+                        cache_subdir=dest.parent.name)
+            except Exception as exc:
+                if dest.exists():  # get_file leaves a corrupt download
+                    dest.unlink()
+                source = (os.path.join(mirror, entry["mirror"]) if mirror
+                          else origin(entry))
+                raise InputError(source, f"cannot fetch {entry['dest']} "
+                                 f"({one_line(exc)})") from None
+            if pathlib.Path(got).resolve() != dest:
+                raise InputError(dest.parent, "folder is not writable")
+            fetched += "Downloading" in log.getvalue()
+            paths.append(str(dest))
+    except BaseException:
+        fileio.remove_empty_folders(made)
+        raise
     if fetched and verbose:
         source = mirror or "GitHub (pinned commits)"
         print(f"Fetched {fetched} file(s) of '{group}' from {source}, "
@@ -130,24 +139,3 @@ def ensure_weights(group=DEFAULT_WEIGHTS, root=PROJECT_ROOT, mirror=None):
     """Fetch a released checkpoint; returns its TF1 prefix."""
     paths = fetch(group, root, mirror)
     return paths[0][: -len(".index")]
-
-
-def main(argv):
-    from absl import flags
-
-    del argv
-    for group in flags.FLAGS.groups:
-        paths = fetch(group, root=".", mirror=flags.FLAGS.mirror)
-        print(f"{group}: {len(paths)} file(s) in place, sha256 verified")
-
-
-if __name__ == "__main__":
-    from absl import flags
-
-    from . import cli
-
-    flags.DEFINE_list("groups", None, "Asset groups: " + ", ".join(groups()))
-    flags.DEFINE_string("mirror", None, "Local mirror folder (default: "
-                        f"${MIRROR_ENV} or ${DATA_MIRROR_ENV})")
-    flags.mark_flag_as_required("groups")
-    cli.run(main)

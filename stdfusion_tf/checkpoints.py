@@ -174,14 +174,14 @@ def write_tf1_checkpoint(prefix, tensors, update_state=True):
     """
     import tensorflow as tf
 
-    from .fileio import check_writable, write_error
+    from .fileio import check_writable, mkdtemp, write_error
 
     prefix = os.path.abspath(str(prefix))
     directory = os.path.dirname(prefix)
     check_writable(directory, [prefix + ".index", prefix + DATA_SUFFIX])
     try:
         os.makedirs(directory, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory)
+        tmp = mkdtemp(directory, "ckpt")
     except OSError as exc:
         raise write_error(prefix, exc) from exc
     try:

@@ -1,4 +1,4 @@
-"""Shared plumbing of the absl command lines (test.py, train.py, convert/)."""
+"""Shared plumbing of the absl command lines (stdfusion_tf/commands/)."""
 
 import os
 import sys
@@ -12,12 +12,32 @@ OUT_OF_MEMORY = ("out of memory; test.py: lower --max_memory or give "
                  "--tile_size (e.g. 512) to fuse in tiles")
 
 
+def interrupted_line(prog, signum, written):
+    """``<program>: interrupted (SIGTERM): <n> output file(s) written, ...``"""
+    import signal
+
+    name = signal.Signals(signum).name
+    return (f"{prog}: interrupted ({name}): {written} output file(s) "
+            "written; partial outputs and temporary files removed, earlier "
+            "files intact")
+
+
 def run(main):
     """absl ``app.run(main)`` where bad input ends the program with one line
-    on stderr (``<program>: error: <file>: <problem>``) and exit status 1."""
+    on stderr (``<program>: error: <file>: <problem>``) and exit status 1.
+
+    SIGTERM and SIGINT (Ctrl-C) end the run the same way: the writers'
+    clean-up runs (temporary and partial outputs removed, earlier files
+    untouched), then one line says how many outputs were written; exit
+    status 128 + the signal's number (143, 130), no traceback."""
+    import signal
+
     from absl import app
 
+    from . import fileio
     from .errors import InputError, one_line
+
+    fileio.install_signal_handlers()
 
     def fail(message):
         prog = os.path.basename(sys.argv[0])
@@ -35,6 +55,12 @@ def run(main):
             name = getattr(exc, "filename", None)
             reason = exc.strerror or one_line(exc)
             fail(f"{name}: {reason}" if name else reason)
+        except KeyboardInterrupt as exc:  # incl. fileio.Interrupted
+            signum = getattr(exc, "signum", signal.SIGINT)
+            prog = os.path.basename(sys.argv[0])
+            print(interrupted_line(prog, signum, fileio.outputs_written()),
+                  file=sys.stderr, flush=True)
+            sys.exit(128 + signum)
         except MemoryError:
             fail(OUT_OF_MEMORY)
         except Exception as exc:

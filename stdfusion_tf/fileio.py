@@ -6,10 +6,20 @@ round, a folder it cannot create or write into) and turns a failure while
 writing (a full disk, a vanished folder) into a one-line ``InputError``
 naming the path, with the temporary file removed and the previous version of
 the output, if any, left as it was.
+
+Temporary files are hidden, beside their target, and tagged with the
+writer's process id (``.tmp-stdf<pid>-...``): the next run into a folder removes
+those a killed run (SIGKILL, power loss) left behind.  SIGTERM and SIGINT
+(``install_signal_handlers``, set up by ``cli.run`` for every command)
+raise ``Interrupted`` in the main thread, so that the writers' clean-up
+runs; ``cli.run`` then prints one line with ``outputs_written()``.
 """
 
 import contextlib
 import os
+import re
+import shutil
+import signal
 import tempfile
 
 from .errors import InputError
@@ -31,6 +41,137 @@ def _reason(exc):
         return exc.strerror
     return str(exc).strip().splitlines()[0] if str(exc).strip() \
         else type(exc).__name__
+
+
+# ------------------------------------------------ temporary files, signals --
+
+TEMP_PREFIX = ".tmp-stdf"
+_TAGGED = re.compile(r"^\.tmp-stdf(\d+)-")
+_cleaned = set()
+_written = []
+
+
+def temp_prefix(name=""):
+    """``.tmp-stdf<pid>-[<name>-]``: the prefix of this process's temporary
+    files."""
+    return f"{TEMP_PREFIX}{os.getpid()}-" + (f"{name}-" if name else "")
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporary files (and folders) that runs no longer alive
+    left in ``folder``; once per folder and process.  Returns how many."""
+    folder = os.path.abspath(str(folder))
+    if folder in _cleaned:
+        return 0
+    _cleaned.add(folder)
+    removed = 0
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(TEMP_PREFIX)]
+    except OSError:
+        return 0
+    for name in names:
+        path = os.path.join(folder, name)
+        match = _TAGGED.match(name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed += 1
+        except OSError:
+            pass  # gone meanwhile, or not ours to remove
+    return removed
+
+
+def mkstemp(folder, name="", suffix=""):
+    """A new hidden temporary file in ``folder`` (closed; returns its path),
+    stale ones of dead runs removed first."""
+    remove_stale_temporaries(folder)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=suffix,
+                               dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def mkdtemp(folder, name=""):
+    remove_stale_temporaries(folder)
+    return tempfile.mkdtemp(prefix=temp_prefix(name), dir=folder)
+
+
+def committed(path):
+    """Record ``path`` as an output of this run (for ``outputs_written``)."""
+    _written.append(os.path.abspath(str(path)))
+    return path
+
+
+def outputs_written():
+    """How many outputs this process wrote that are still in place."""
+    return sum(os.path.exists(p) for p in set(_written))
+
+
+def makedirs(folder):
+    """``os.makedirs(folder, exist_ok=True)``; returns the folders it
+    created, outermost first (for ``remove_empty_folders``)."""
+    folder = os.path.abspath(str(folder))
+    missing = []
+    probe = folder
+    while not os.path.exists(probe):
+        missing.append(probe)
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    os.makedirs(folder, exist_ok=True)
+    return missing[::-1]
+
+
+def remove_empty_folders(folders):
+    """Remove those of ``folders`` (outermost first, as ``makedirs``
+    returns them) that are empty, innermost first."""
+    for folder in reversed(list(folders)):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass  # not empty, or gone
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT: ends the run like Ctrl-C, so ``finally`` /
+    ``except BaseException`` clean-ups run."""
+
+    def __init__(self, signum):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+def install_signal_handlers(signals=(signal.SIGTERM, signal.SIGINT)):
+    """SIGTERM / SIGINT raise ``Interrupted`` in the main thread, the first
+    time only: a second signal during the clean-up is ignored (SIGKILL still
+    ends the process; its temporary files go with the next run)."""
+    fired = []
+
+    def handler(signum, frame):
+        if fired:
+            return
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    for sig in signals:
+        signal.signal(sig, handler)
 
 
 def write_error(path, exc):
@@ -56,9 +197,7 @@ def check_folder(folder):
         raise InputError(folder, f"cannot create this folder: {probe} is "
                          "a file, not a folder")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-probe-", dir=probe)
-        os.close(fd)
-        os.remove(tmp)
+        os.remove(mkstemp(probe, "probe"))
     except OSError as exc:
         raise InputError(folder, f"cannot write here ({_reason(exc)})")
     return folder
@@ -95,13 +234,12 @@ def atomic_output(path, suffix=""):
         if os.path.isdir(path):
             raise InputError(path, "is a folder; cannot write a file there")
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix,
-                                   dir=directory)
-        os.close(fd)
+        tmp = mkstemp(directory, suffix=suffix)
         yield tmp
         # mkstemp makes 0600 files; outputs get the usual 0666 & ~umask
         os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
+        committed(path)
     except OSError as exc:  # incl. h5py's, which carry no errno
         raise write_error(path, exc) from exc
     finally:

@@ -338,19 +338,14 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
         """A hidden temporary file beside ``target``; all of them are
         renamed into place only when every image is written, so a run that
         fails half-way leaves the previous outputs as they were."""
-        import tempfile
-
         folder = os.path.dirname(os.path.abspath(target))
         try:
             if not os.path.isdir(folder):  # e.g. salient/ of extra outputs
                 os.makedirs(folder)
                 made_dirs.append(folder)
-            fd, tmp = tempfile.mkstemp(
-                prefix=".tmp-" + os.path.basename(target) + "-",
-                suffix=suffix, dir=folder)
+            tmp = fileio.mkstemp(folder, os.path.basename(target), suffix)
         except OSError as exc:
             raise fileio.write_error(target, exc) from exc
-        os.close(fd)
         staged.append((tmp, target))  # list.append is atomic
         return tmp
 
@@ -386,6 +381,7 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
             raise InputError(timings_csv, exc.problem) from exc
         for tmp, target in staged:
             os.replace(tmp, target)
+            fileio.committed(target)
         staged.clear()
     except BaseException:
         for job in pending:

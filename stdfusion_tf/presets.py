@@ -38,7 +38,6 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 
 from .errors import InputError, one_line
 
@@ -56,16 +55,30 @@ BUILTIN = {
     "stdfusionnet_linfengtang_29": "Linfeng-Tang-29",
 }
 DEFAULT_PRESET = "stdfusionnet_jiayima_29"
-# Preset name -> (a ``.weights.h5`` tracked in this project, relative to its
-# root, and the file's sha256): weights trained with this project, read from
-# the checkout (nothing to download) and cached as a preset on first use.
-# retrained_30ep: train.py's 30 epochs from scratch with the released recipe
-# (float32, --seed 1), issue #14; README, "Retraining from scratch".
+# Preset name -> (a ``.weights.h5`` shipped in this package, relative to
+# its folder, and the file's sha256): weights trained with this project,
+# read from the package (nothing to download) and cached as a preset on
+# first use.  retrained_30ep: train.py's 30 epochs from scratch with the
+# released recipe (float32, --seed 1); README, "Retraining from scratch".
 PROJECT_BUILTIN = {
     "stdfusionnet_retrained_30ep": (
-        "weights/retrained_30ep.weights.h5",
+        "pretrained/retrained_30ep.weights.h5",
         "8d465cc9036724a02608daf7dd0fffff779ec3328705ffbdfd56d1a0f9820632"),
 }
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
+
+# UMF-CMGR presets: name -> (asset group, file name, network kind).  The
+# public retrain HaodeShi/UMF-CMGR-retrain-and-test @ 43f9365 (``cache/``),
+# commit and sha256 pinned in assets.json; fetched on first use into the
+# Keras cache (``<cache>/stdfusion_tf/checkpoint/umf/``), from
+# ``$STDFUSION_UMF_MIRROR`` (laid out like ../shared/umf-cmgr: ``weights/``)
+# when set.  Every UMF weights flag (and ``umf.weights.load_network``)
+# takes these names.
+UMF_BUILTIN = {
+    "umfcmgr_retrain_reg_0800": ("umf_weights", "reg_0800.pth", "mrrn"),
+    "umfcmgr_retrain_fus_0200": ("umf_weights", "fus_0200.pth", "difn"),
+}
+UMF_PREFIX = "umfcmgr_"
 
 
 def names():
@@ -272,13 +285,13 @@ def ensure_builtin(name, cls, mirror=None):
     """The cached preset folder of a built-in name, made on first use from
     its pinned, sha256-checked files (a TF1 release, or a project file) read
     into a ``cls`` model."""
-    from . import assets
+    from . import assets, fileio
     from .checkpoints import (assign_weights, read_keras_weights,
                               read_tf1_weights, variable_shapes)
 
     if name in PROJECT_BUILTIN:
         rel, digest = PROJECT_BUILTIN[name]
-        path = assets.PROJECT_ROOT / rel
+        path = PACKAGE_DIR / rel
         pinned = {path.name: digest}
     else:
         group = BUILTIN[name]
@@ -291,12 +304,12 @@ def ensure_builtin(name, cls, mirror=None):
     if name in PROJECT_BUILTIN:
         if not path.is_file():
             raise InputError(path, f"missing: preset {name!r} is this file "
-                             "of the stdfusion-tf repository (use a checkout)")
+                             "of the stdfusion-tf package (reinstall it)")
         if sha256(path) != digest:
             raise InputError(path, f"sha256 differs from preset {name!r}'s "
                              "pinned one; preset not cached")
         assign_weights(model, read_keras_weights(path, cls))
-        source = f"stdfusion-tf:{rel}"
+        source = f"stdfusion-tf:stdfusion_tf/{rel}"
     else:
         paths = assets.fetch(group, root=cache_root(), mirror=mirror)
         prefix = paths[0][: -len(".index")]
@@ -306,8 +319,7 @@ def ensure_builtin(name, cls, mirror=None):
         source = (f"{repo['repo']}@{repo['commit']}:"
                   f"{entries[0]['path'][: -len('.index')]}")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{name}-",
-                                        dir=folder.parent))
+    tmp = pathlib.Path(fileio.mkdtemp(folder.parent, name))
     try:
         save_to_preset(model, tmp, source=source, source_sha256=pinned)
         back = read_keras_weights(tmp / WEIGHTS_FILE, cls)
@@ -322,6 +334,28 @@ def ensure_builtin(name, cls, mirror=None):
         if tmp.exists():
             shutil.rmtree(tmp)
     return folder
+
+
+def umf_names():
+    return list(UMF_BUILTIN)
+
+
+def resolve_umf(src, mirror=None):
+    """UMF-CMGR weights: a preset name -> the path of its cached, sha256-
+    checked ``.pth`` (fetched on first use); anything else unchanged.  A
+    misspelt ``umfcmgr_...`` name that is no file is a one-line error."""
+    from . import assets
+
+    s = str(src)
+    if s in UMF_BUILTIN:
+        group, file_name, _ = UMF_BUILTIN[s]
+        (path,) = assets.fetch(group, root=cache_root(), mirror=mirror,
+                               only=[file_name])
+        return path
+    if s.startswith(UMF_PREFIX) and os.sep not in s and not os.path.exists(s):
+        raise InputError(None, f"unknown UMF-CMGR preset {s!r} (built-in: "
+                         f"{', '.join(UMF_BUILTIN)})")
+    return src
 
 
 def _cached_ok(folder, pinned, cls):

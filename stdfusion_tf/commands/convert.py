@@ -6,14 +6,8 @@
     stdfusion-convert SUBCOMMAND --help
 
 The same programs as ``python -m convert.from_tf1`` (``to_tf1``,
-``from_torch``) from a clone, with the same flags.  The subcommand is the
-first argument; only its module is imported, since the converters share
-flag names (``--src``, ``--dst``) that absl allows to be defined once.
+``from_torch``) from a clone, with the same flags.
 """
-
-import importlib
-import os
-import sys
 
 SUBCOMMANDS = {
     "from_tf1": "TF1 STDFusionNet checkpoint -> Keras .weights.h5",
@@ -22,31 +16,12 @@ SUBCOMMANDS = {
 }
 
 
-def usage():
-    prog = os.path.basename(sys.argv[0])
-    lines = [f"usage: {prog} SUBCOMMAND [flags]   ({prog} SUBCOMMAND --help)",
-             "", "subcommands:"]
-    lines += [f"  {name:<11} {what}" for name, what in SUBCOMMANDS.items()]
-    return "\n".join(lines)
-
-
 def run(argv=None):
     """Console script ``stdfusion-convert``."""
-    argv = list(sys.argv if argv is None else argv)
-    prog = os.path.basename(argv[0])
-    if len(argv) < 2 or argv[1] in ("-h", "--help", "help", "-help"):
-        print(__doc__.split("\n\n")[0] + "\n\n" + usage())
-        sys.exit(0 if len(argv) >= 2 else 1)
-    name = argv[1].replace("-", "_")
-    if name not in SUBCOMMANDS:
-        print(f"{prog}: error: unknown subcommand {argv[1]!r} (one of: "
-              f"{', '.join(SUBCOMMANDS)})", file=sys.stderr)
-        sys.exit(1)
-    # absl sees "stdfusion-convert from_tf1" as the program, the rest as
-    # its flags; one-line errors then name the subcommand too.
-    sys.argv = [f"{argv[0]} {name}"] + argv[2:]
-    module = importlib.import_module(f"{__package__}.{name}")
-    module.run()
+    from stdfusion_tf import commands
+
+    commands.dispatch("stdfusion_tf.commands", SUBCOMMANDS,
+                      __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

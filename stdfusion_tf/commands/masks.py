@@ -1,8 +1,10 @@
 """Salient-target masks for train.py from labelme annotations.
 
-    python make_masks.py --ir_dir my/Train_ir --output_dir my/Train_ir_mask
-    python make_masks.py --ir_dir Train_ir --json_dir labels --blur 2
-    python train.py --ir_dir my/Train_ir --vi_dir my/Train_vi --mask_dir my/Train_ir_mask
+    stdfusion-masks --ir_dir my/Train_ir --output_dir my/Train_ir_mask
+    stdfusion-masks --ir_dir Train_ir --json_dir labels --blur 2
+    stdfusion-train --ir_dir my/Train_ir --vi_dir my/Train_vi --mask_dir my/Train_ir_mask
+
+(``python make_masks.py`` from a clone: the same program and flags.)
 
 The authors drew their masks by hand in labelme.  For every infrared image
 <stem>.<ext> this reads <json_dir>/<stem>.json (labelme saves it beside the
@@ -15,8 +17,6 @@ mask is written.
 """
 
 from absl import flags
-
-from stdfusion_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ir_dir", "Train_ir", "Folder of infrared images; one "
@@ -60,5 +60,12 @@ def main(argv):
           + ")")
 
 
+def run():
+    """Console script ``stdfusion-masks``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

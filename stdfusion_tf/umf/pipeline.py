@@ -161,10 +161,10 @@ class Outputs:
 def run_pairs(paths, work, outputs, verbose=1, unit="pair"):
     """Run ``work(i, paths[i])`` -> seconds for every pair with a progress
     bar; roll back this run's files on any failure."""
-    import keras
+    from .. import progress
 
-    bar = keras.utils.Progbar(len(paths), verbose=verbose, unit_name=unit,
-                              stateful_metrics=["seconds"])
+    bar = progress.progbar(len(paths), verbose=verbose, unit_name=unit,
+                           stateful_metrics=["seconds"])
     timings = []
     try:
         for i, p in enumerate(paths):

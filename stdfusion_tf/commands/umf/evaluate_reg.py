@@ -1,6 +1,6 @@
 """Registration metrics before / after, as upstream's Evaluation/metrics.py.
 
-    python -m umf.evaluate_reg --warped_dir ir_warp --registered_dir ir_reg \
+    stdfusion-umf evaluate_reg --warped_dir ir_warp --registered_dir ir_reg \
         --gt_dir ir_256 [--out_dir report] \
         [--flow_dir reg_out/flow --true_flow_dir misaligned/flow]
 
@@ -18,7 +18,6 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("warped_dir", None, "Deformed (misaligned) infrared "
@@ -67,5 +66,12 @@ def main(argv):
         print(f"Wrote table.md, metrics.csv, mean.csv to {FLAGS.out_dir}")
 
 
+def run():
+    """``stdfusion-umf evaluate_reg``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

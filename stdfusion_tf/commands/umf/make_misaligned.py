@@ -1,6 +1,6 @@
 """Seeded misaligned benchmark: deform aligned infrared images as UMF-CMGR.
 
-    python -m umf.make_misaligned --ir_dir ir_256 --output_dir misaligned \
+    stdfusion-umf make_misaligned --ir_dir ir_256 --output_dir misaligned \
         --seed 0 [--translate 0.01] [--alpha 1]
 
 Upstream's deformation (``data/get_test_data.py``): a random translation
@@ -20,7 +20,6 @@ registration's flow against it.
 
 from absl import flags
 
-from stdfusion_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ir_dir", None, "Aligned infrared images.")
@@ -58,5 +57,12 @@ def main(argv):
           f"(flow/) and misaligned.json to {FLAGS.output_dir}")
 
 
+def run():
+    """``stdfusion-umf make_misaligned``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

@@ -1,7 +1,7 @@
 """Make DIFN's histogram-saliency weight maps, as upstream's
 ``data/get_svs_map.py``.
 
-    python -m umf.make_svs_maps --input_dir RoadScene --ir_subdir ir_256 \
+    stdfusion-umf make_svs_maps --input_dir RoadScene --ir_subdir ir_256 \
         --vi_subdir vi_256 --output_dir RoadScene
 
 Reads ``<input_dir>/<ir_subdir>`` and ``<input_dir>/<vi_subdir>`` (defaults
@@ -18,7 +18,6 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Folder holding the infrared and "
@@ -57,5 +56,12 @@ def main(argv):
           f"{os.path.abspath(outs[1])}")
 
 
+def run():
+    """``stdfusion-umf make_svs_maps``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

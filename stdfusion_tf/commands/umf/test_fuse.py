@@ -1,9 +1,9 @@
 """Fuse (registered) infrared/visible pairs with DIFN, as upstream's
 ``Test/test_fuse.py`` -- or with this project's STDFusionNet.
 
-    python -m umf.test_fuse --ir_dir reg --vi_dir vi --checkpoint fus_0200.pth \
+    stdfusion-umf test_fuse --ir_dir reg --vi_dir vi --checkpoint fus_0200.pth \
         --output_dir fused [--color]
-    python -m umf.test_fuse --ir_dir reg --vi_dir vi --fuser stdfusionnet \
+    stdfusion-umf test_fuse --ir_dir reg --vi_dir vi --fuser stdfusionnet \
         --output_dir fused_std
 
 Writes ``<output_dir>/<name>.png`` (``--save_format jpg`` as upstream).
@@ -17,8 +17,7 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
-from umf import _common
+from stdfusion_tf.commands.umf import _common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ir_dir", None, "Infrared images (registered).")
@@ -52,5 +51,12 @@ def main(argv):
           f"{os.path.abspath(FLAGS.output_dir)}: {_common.summary(timings)}")
 
 
+def run():
+    """``stdfusion-umf test_fuse``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

@@ -1,9 +1,9 @@
 """Register misaligned infrared images to their targets with MRRN, as
 upstream's ``Test/test_reg.py``.
 
-    python -m umf.test_reg --ir_dir ir_warp --target_dir pseudo_ir \
+    stdfusion-umf test_reg --ir_dir ir_warp --target_dir pseudo_ir \
         --checkpoint reg_0800.pth --output_dir reg
-    python -m umf.test_reg --ir_dir ir_warp --vi_dir vi --cpstn latest_net_G.pth \
+    stdfusion-umf test_reg --ir_dir ir_warp --vi_dir vi --cpstn latest_net_G.pth \
         --checkpoint reg_0800.pth --output_dir reg
 
 Writes ``<output_dir>/<name>.png`` (registered infrared; ``--save_format
@@ -15,8 +15,7 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
-from umf import _common
+from stdfusion_tf.commands.umf import _common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ir_dir", None, "Misaligned (distorted) infrared images.")
@@ -44,5 +43,12 @@ def main(argv):
           f"{os.path.abspath(FLAGS.output_dir)}: {_common.summary(timings)}")
 
 
+def run():
+    """``stdfusion-umf test_reg``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

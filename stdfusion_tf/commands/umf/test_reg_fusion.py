@@ -1,6 +1,6 @@
 """Register, then fuse, in one run, as upstream's ``Test/test_reg_fusion.py``.
 
-    python -m umf.test_reg_fusion --ir_dir ir_warp --vi_dir vi \
+    stdfusion-umf test_reg_fusion --ir_dir ir_warp --vi_dir vi \
         --target_dir pseudo_ir --checkpoint_reg reg_0800.pth \
         --checkpoint_fuse fus_0200.pth --output_dir out
 
@@ -13,8 +13,7 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
-from umf import _common
+from stdfusion_tf.commands.umf import _common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("ir_dir", None, "Misaligned (distorted) infrared images.")
@@ -51,5 +50,12 @@ def main(argv):
           f"{os.path.abspath(FLAGS.output_dir)}: {_common.summary(timings)}")
 
 
+def run():
+    """``stdfusion-umf test_reg_fusion``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

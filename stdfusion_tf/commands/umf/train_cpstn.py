@@ -1,8 +1,8 @@
 """Train CPSTN (UMF-CMGR's visible -> pseudo-infrared CycleGAN) as upstream's
 ``CPSTN/train.py --model cycle_gan`` does.
 
-    python -m umf.train_cpstn --dataroot D --ckpt runs/cpstn
-    python -m umf.train_cpstn --dataroot D --ckpt runs/cpstn --max_steps 10 \
+    stdfusion-umf train_cpstn --dataroot D --ckpt runs/cpstn
+    stdfusion-umf train_cpstn --dataroot D --ckpt runs/cpstn --max_steps 10 \
         --vgg19 random                                 # smoke test only
 
 ``D/trainA`` holds the visible images, ``D/trainB`` the infrared ones
@@ -25,8 +25,7 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
-from umf import _common
+from stdfusion_tf.commands.umf import _common
 
 FLAGS = flags.FLAGS
 # Upstream's options (options/base_options.py, train_options.py,
@@ -129,5 +128,12 @@ def main(argv):
                            schedule=schedule)
 
 
+def run():
+    """``stdfusion-umf train_cpstn``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

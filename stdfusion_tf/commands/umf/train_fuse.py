@@ -1,9 +1,9 @@
 """Train DIFN (UMF-CMGR's fusion network) as upstream's
 ``Trainer/train_fuse.py`` does.
 
-    python -m umf.make_svs_maps --input_dir RoadScene --ir_subdir ir_256 \
+    stdfusion-umf make_svs_maps --input_dir RoadScene --ir_subdir ir_256 \
         --vi_subdir vi_256 --output_dir maps
-    python -m umf.train_fuse --ir_reg RoadScene/ir_reg --vi RoadScene/vi_256 \
+    stdfusion-umf train_fuse --ir_reg RoadScene/ir_reg --vi RoadScene/vi_256 \
         --ir_map maps/ir_map --vi_map maps/vi_map --ckpt runs/fuse
 
 Registered infrared (``--ir_reg``), visible (``--vi``, read as OpenCV's
@@ -24,8 +24,7 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
-from umf import _common
+from stdfusion_tf.commands.umf import _common
 
 FLAGS = flags.FLAGS
 # Upstream's argparse options (names and defaults; the data and checkpoint
@@ -110,5 +109,12 @@ def main(argv):
                            FLAGS.lr, FLAGS.step, FLAGS.nEpochs,
                            FLAGS.max_steps, FLAGS.summary_dir, chief)
 
+def run():
+    """``stdfusion-umf train_fuse``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

@@ -1,10 +1,10 @@
 """Train MRRN (UMF-CMGR's registration network) as upstream's
 ``Trainer/train_reg.py`` does.
 
-    python -m umf.train_reg --ir ir_256 --it pseudo_ir --ckpt runs/reg
-    python -m umf.train_reg --ir ir_256 --it pseudo_ir --ckpt runs/reg \
+    stdfusion-umf train_reg --ir ir_256 --it pseudo_ir --ckpt runs/reg
+    stdfusion-umf train_reg --ir ir_256 --it pseudo_ir --ckpt runs/reg \
         --pretrained reg_0800.pth --max_steps 100      # fine-tune the release
-    python -m umf.train_reg ... --vgg19 random         # smoke test only
+    stdfusion-umf train_reg ... --vgg19 random         # smoke test only
 
 Infrared (``--ir``) and pseudo-infrared (``--it``) images of the same names,
 one shared RandomResizedCrop(256) per pair, the misalignment made online per
@@ -25,8 +25,7 @@ import os
 
 from absl import flags
 
-from stdfusion_tf import cli
-from umf import _common
+from stdfusion_tf.commands.umf import _common
 
 FLAGS = flags.FLAGS
 # Upstream's argparse options (names and defaults; the data and checkpoint
@@ -95,5 +94,12 @@ def main(argv):
                            FLAGS.lr, FLAGS.step, FLAGS.nEpochs,
                            FLAGS.max_steps, FLAGS.summary_dir, chief)
 
+def run():
+    """``stdfusion-umf train_reg``."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
+
+
 if __name__ == "__main__":
-    cli.run(main)
+    run()

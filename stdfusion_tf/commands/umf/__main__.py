@@ -1,0 +1,3 @@
+from stdfusion_tf.commands.umf import run
+
+run()
