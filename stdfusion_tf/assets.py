@@ -45,6 +45,13 @@ DEFAULT_WEIGHTS = "jiayi-ma-29"
 DEFAULT_CHECKPOINT = "checkpoint/Fusion.model-29"
 
 
+def in_clone():
+    """Running from a checkout of the project (or an editable install), not
+    from an installed package: a clone keeps upstream's default locations
+    (``checkpoint/`` ... in the working folder)."""
+    return (PROJECT_ROOT / "pyproject.toml").is_file()
+
+
 def manifest():
     with open(pathlib.Path(__file__).with_name("assets.json")) as f:
         return json.load(f)

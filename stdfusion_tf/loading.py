@@ -44,16 +44,35 @@ def load_model(src, paper_activations=False, dtype=None):
     return assign_weights(model, arrays)
 
 
-def ensure_defaults(checkpoint, ir_dir, vi_dir, mirror=None):
-    """For the command lines: fetch the released weights and the test pairs
-    into the working directory when (and only when) the flags still name
-    upstream's default locations; a built-in preset name is fetched (from
-    ``mirror`` too) and converted into the Keras cache."""
+def default_checkpoint(checkpoint, mirror=None):
+    """The checkpoint to load for a ``--checkpoint`` flag.  Upstream's default
+    location ``checkpoint/Fusion.model-29`` gets the released weights: from a
+    clone (or where ``./checkpoint/`` already holds them) fetched there, as
+    upstream; from an installed package into the Keras cache
+    (``$KERAS_HOME``, else ``~/.keras``: ``stdfusion_tf/checkpoint/``),
+    never into the working folder.  A built-in preset name is fetched and
+    converted into the Keras cache.  Anything else is returned as given."""
     if checkpoint == assets.DEFAULT_CHECKPOINT:
-        assets.ensure_weights(root=".", mirror=mirror)
+        import os
+
+        if assets.in_clone() or os.path.exists(checkpoint + ".index"):
+            assets.ensure_weights(root=".", mirror=mirror)
+            return checkpoint
+        return assets.ensure_weights(root=presets.cache_root(),
+                                     mirror=mirror)
     if str(checkpoint) in presets.names():  # into the Keras cache
         from .model import STDFusionNet
 
         presets.resolve(checkpoint, STDFusionNet, mirror=mirror)
+    return checkpoint
+
+
+def ensure_defaults(checkpoint, ir_dir, vi_dir, mirror=None):
+    """For the command lines: ``default_checkpoint`` (returned: the
+    checkpoint to load), and upstream's test pairs fetched into the working
+    folder when (and only when) the folder flags still name upstream's
+    default locations."""
+    checkpoint = default_checkpoint(checkpoint, mirror)
     if (ir_dir, vi_dir) == ("Test_ir", "Test_vi"):
         assets.ensure_test_data(root=".", mirror=mirror)
+    return checkpoint

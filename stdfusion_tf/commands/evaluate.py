@@ -1,6 +1,6 @@
-"""Evaluate fused images with the paper's metrics: Table I, Table II, Fig. 9.
+r"""Evaluate fused images with the paper's metrics: Table I, Table II, Fig. 9.
 
-    python evaluate.py --ir_dir ir --vi_dir vi \
+    stdfusion-evaluate --ir_dir ir --vi_dir vi \
         --fused STDFusionNet=fused/ours --fused DenseFuse=peers/DenseFuse \
         --out_dir report
 
@@ -8,8 +8,7 @@ Writes table.md (mean ± std per method, best in bold, second in italics,
 plus a runtime table from test.py's timings.csv where present), metrics.csv
 (one row per method and image) and curves.png (cumulative curves).
 
-Installed: ``stdfusion-evaluate``, the same flags (``python evaluate.py``
-from a clone).
+From a clone: ``python evaluate.py``, the same program and flags.
 """
 
 from absl import flags

@@ -1,6 +1,6 @@
-"""Convert a released TF1 STDFusionNet checkpoint to Keras weights.
+r"""Convert a released TF1 STDFusionNet checkpoint to Keras weights.
 
-    python -m convert.from_tf1 --src ../shared/upstream/checkpoints/jiayi-ma \
+    stdfusion-convert from_tf1 --src ../shared/upstream/checkpoints/jiayi-ma \
         --dst checkpoint/jiayi-ma-29.weights.h5
 
 --src is a directory holding a 'checkpoint' state file (its
@@ -10,8 +10,7 @@ anything is written, the Keras model is run against an upstream-style
 tf.compat.v1 graph built from the checkpoint tensors; a max abs difference
 above --tolerance is an error.
 
-Installed: ``stdfusion-convert from_tf1``, the same flags
-(``python -m convert.from_tf1`` from a clone).
+From a clone: ``python -m convert.from_tf1``, the same program and flags.
 """
 
 from absl import flags

@@ -1,6 +1,6 @@
-"""Convert upstream UMF-CMGR PyTorch weights (.pth) to Keras weights.
+r"""Convert upstream UMF-CMGR PyTorch weights (.pth) to Keras weights.
 
-    python -m convert.from_torch --src ../shared/umf-cmgr/weights/reg_0800.pth \
+    stdfusion-convert from_torch --src ../shared/umf-cmgr/weights/reg_0800.pth \
         --dst checkpoint/umf/reg_0800.weights.h5
 
 The .pth file is read without PyTorch and without running pickled code
@@ -18,8 +18,7 @@ converted network is run on the first --pairs reference pairs and the max
 abs difference to the upstream outputs is printed; above --tolerance_gray
 (or --tolerance_flow for MRRN's flow) it is an error and nothing is written.
 
-Installed: ``stdfusion-convert from_torch``, the same flags
-(``python -m convert.from_torch`` from a clone).
+From a clone: ``python -m convert.from_torch``, the same program and flags.
 """
 
 import os

@@ -1,15 +1,14 @@
 """Fuse infrared/visible pairs with STDFusionNet (upstream's test script).
 
-    python test.py                       # Test_ir + Test_vi -> STDFusionNet_Results
-    python test.py --ir_dir my/ir --vi_dir my/vi --output_dir fused --color
+    stdfusion-fuse                       # Test_ir + Test_vi -> STDFusionNet_Results
+    stdfusion-fuse --ir_dir my/ir --vi_dir my/vi --output_dir fused --color
 
 Defaults reproduce the authors' release: the released jiayi-ma model-29
 weights, upstream's 9 test pairs, min-max ("imsave") saving.  The default
 weights and test pairs are fetched on demand (pinned commit, sha256-checked),
 from --mirror / $STDFUSION_MIRROR when given.
 
-Installed: ``stdfusion-fuse``, the same flags (``python test.py``
-from a clone).
+From a clone: ``python test.py``, the same program and flags.
 """
 
 import os
@@ -91,8 +90,9 @@ def main(argv):
     fileio.check_folder(FLAGS.output_dir)  # before fetching anything
     if FLAGS.lean_allocator:
         fusion.lean_allocator()  # before TensorFlow starts
-    ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.mirror)
-    model = load_model(FLAGS.checkpoint,
+    checkpoint = ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir,
+                                 FLAGS.vi_dir, FLAGS.mirror)
+    model = load_model(checkpoint,
                        paper_activations=FLAGS.paper_activations,
                        dtype="mixed_bfloat16" if FLAGS.precision == "bfloat16"
                        else None)

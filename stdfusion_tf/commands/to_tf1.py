@@ -1,6 +1,6 @@
-"""Export Keras STDFusionNet weights as a TF1-name checkpoint.
+r"""Export Keras STDFusionNet weights as a TF1-name checkpoint.
 
-    python -m convert.to_tf1 --src checkpoint/jiayi-ma-29.weights.h5 \
+    stdfusion-convert to_tf1 --src checkpoint/jiayi-ma-29.weights.h5 \
         --dst export/Fusion.model-29 --root STDFusion_model
 
 Writes <dst>.index and <dst>.data-00000-of-00001 with the 72 variables under
@@ -8,8 +8,7 @@ Writes <dst>.index and <dst>.data-00000-of-00001 with the 72 variables under
 'checkpoint' state file, and reads the result back with
 tf.train.load_checkpoint: the round trip must be bitwise lossless.
 
-Installed: ``stdfusion-convert to_tf1``, the same flags
-(``python -m convert.to_tf1`` from a clone).
+From a clone: ``python -m convert.to_tf1``, the same program and flags.
 """
 
 import re

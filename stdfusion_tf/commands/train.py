@@ -1,17 +1,16 @@
 """Train STDFusionNet as the authors' released train.py does.
 
-    python train.py                          # 30 epochs, batch 32, Adam 1e-3
-    python train.py --epoch 1 --max_steps 50 # a quick look
-    python train.py --resume                 # continue the latest checkpoint
-    python train.py --init_from checkpoint/Fusion.model-29   # fine-tune the release
+    stdfusion-train                          # 30 epochs, batch 32, Adam 1e-3
+    stdfusion-train --epoch 1 --max_steps 50 # a quick look
+    stdfusion-train --resume                 # continue the latest checkpoint
+    stdfusion-train --init_from checkpoint/Fusion.model-29   # fine-tune the release
 
 Reads Train_ir/, Train_vi/, Train_ir_mask_blur/ (fetched on demand from the
 pinned Linfeng-Tang release when the defaults are missing), cuts them into
 128x128 patches with stride 24 (checkpoint/<folder>/train.h5) and writes
 checkpoint/STDFusion_32_Pixel_Grad/Fusion.model-<epoch> after every epoch.
 
-Installed: ``stdfusion-train``, the same flags (``python train.py``
-from a clone).
+From a clone: ``python train.py``, the same program and flags.
 """
 
 import os
@@ -152,8 +151,8 @@ def main(argv):
     elif FLAGS.init_from:
         from stdfusion_tf.loading import ensure_defaults
 
-        ensure_defaults(FLAGS.init_from, None, None, FLAGS.mirror)
-        trainer.init_from(FLAGS.init_from)
+        trainer.init_from(ensure_defaults(FLAGS.init_from, None, None,
+                                          FLAGS.mirror))
         print(f"Initialised from {FLAGS.init_from}")
     if chief:
         with open("variables.txt", "w") as f:  # as upstream, TF1 names

@@ -459,11 +459,15 @@ def save_weights(model, path):
 
 
 def load_network(path, expect=None, dtype=None):
-    """A ``.pth`` (converted on the fly) or ``.weights.h5`` -> (kind, model).
+    """A ``.pth`` (converted on the fly), ``.weights.h5`` or preset name
+    (``umfcmgr_retrain_reg_0800``, ``umfcmgr_retrain_fus_0200``: fetched
+    into the Keras cache on first use) -> (kind, model).
     ``expect``: 'mrrn', 'difn', 'cpstn_g' or 'cpstn_d' (None: any)."""
+    from .. import presets
+
     if expect is not None and expect not in KINDS:
         raise ValueError(f"unknown network kind {expect!r}")
-    path = str(path)
+    path = str(presets.resolve_umf(path))
     if is_keras_weights(path):
         return read_keras(path, expect, dtype)
     if os.path.isdir(path):

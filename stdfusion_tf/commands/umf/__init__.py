@@ -1,8 +1,8 @@
-"""stdfusion-umf: UMF-CMGR (IJCAI 2022) registration and fusion, one
+r"""stdfusion-umf: UMF-CMGR (IJCAI 2022) registration and fusion, one
 subcommand per upstream script (Test/, Trainer/, Evaluation/, data/).
 
-    stdfusion-umf test_reg_fusion --ir_dir ir_warp --vi_dir vi \\
-        --target_dir pseudo_ir --checkpoint_reg umfcmgr_retrain_reg_0800 \\
+    stdfusion-umf test_reg_fusion --ir_dir ir_warp --vi_dir vi \
+        --target_dir pseudo_ir --checkpoint_reg umfcmgr_retrain_reg_0800 \
         --checkpoint_fuse umfcmgr_retrain_fus_0200 --output_dir out
     stdfusion-umf SUBCOMMAND --help
 

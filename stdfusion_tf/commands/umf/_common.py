@@ -3,6 +3,12 @@
 from absl import flags
 
 FLAGS = flags.FLAGS
+# How the UMF-CMGR preset names get their weights (the flags' help).
+PRESET_HELP = (" (the public retrain HaodeShi/UMF-CMGR-retrain-and-test @ "
+               "43f9365, fetched on first use, sha256-checked, into the Keras "
+               "cache $KERAS_HOME, else ~/.keras; from $STDFUSION_UMF_MIRROR "
+               "when set: a folder with weights/reg_0800.pth and weights/"
+               "fus_0200.pth, laid out like ../shared/umf-cmgr).")
 
 
 def define_target_flags():
@@ -51,11 +57,10 @@ def fuser(kind, checkpoint, mirror=None, flag="checkpoint"):
     if kind == "difn":
         return pipeline.DIFNFuser(load(checkpoint, "difn", flag))
     from stdfusion_tf import assets, fusion
-    from stdfusion_tf.loading import load_model
+    from stdfusion_tf.loading import default_checkpoint, load_model
 
-    checkpoint = checkpoint or assets.DEFAULT_CHECKPOINT
-    if checkpoint == assets.DEFAULT_CHECKPOINT:
-        assets.ensure_weights(root=".", mirror=mirror)
+    checkpoint = default_checkpoint(checkpoint or assets.DEFAULT_CHECKPOINT,
+                                    mirror)
     return pipeline.STDFusionNetFuser(fusion.Fuser(load_model(checkpoint)))
 
 

@@ -1,4 +1,4 @@
-"""Registration metrics before / after, as upstream's Evaluation/metrics.py.
+r"""Registration metrics before / after, as upstream's Evaluation/metrics.py.
 
     stdfusion-umf evaluate_reg --warped_dir ir_warp --registered_dir ir_reg \
         --gt_dir ir_256 [--out_dir report] \

@@ -1,4 +1,4 @@
-"""Seeded misaligned benchmark: deform aligned infrared images as UMF-CMGR.
+r"""Seeded misaligned benchmark: deform aligned infrared images as UMF-CMGR.
 
     stdfusion-umf make_misaligned --ir_dir ir_256 --output_dir misaligned \
         --seed 0 [--translate 0.01] [--alpha 1]

@@ -1,4 +1,4 @@
-"""Make DIFN's histogram-saliency weight maps, as upstream's
+r"""Make DIFN's histogram-saliency weight maps, as upstream's
 ``data/get_svs_map.py``.
 
     stdfusion-umf make_svs_maps --input_dir RoadScene --ir_subdir ir_256 \

@@ -1,7 +1,7 @@
-"""Fuse (registered) infrared/visible pairs with DIFN, as upstream's
+r"""Fuse (registered) infrared/visible pairs with DIFN, as upstream's
 ``Test/test_fuse.py`` -- or with this project's STDFusionNet.
 
-    stdfusion-umf test_fuse --ir_dir reg --vi_dir vi --checkpoint fus_0200.pth \
+    stdfusion-umf test_fuse --ir_dir reg --vi_dir vi --checkpoint umfcmgr_retrain_fus_0200 \
         --output_dir fused [--color]
     stdfusion-umf test_fuse --ir_dir reg --vi_dir vi --fuser stdfusionnet \
         --output_dir fused_std
@@ -24,7 +24,8 @@ flags.DEFINE_string("ir_dir", None, "Infrared images (registered).")
 flags.DEFINE_string("vi_dir", None, "Visible images, paired by file name.")
 flags.DEFINE_string("checkpoint", None, "Fuser weights: DIFN .pth/.weights.h5"
                     " (required for difn); for stdfusionnet any test.py "
-                    "checkpoint (default: the released model-29).")
+                    "checkpoint (default: the released model-29).  DIFN "
+                    "preset: umfcmgr_retrain_fus_0200" + _common.PRESET_HELP)
 flags.DEFINE_string("output_dir", None, "Where the fused images go.")
 flags.DEFINE_enum("fuser", "difn", ["difn", "stdfusionnet"], "difn: "
                   "UMF-CMGR's fusion network; stdfusionnet: this project's "

@@ -1,10 +1,10 @@
-"""Register misaligned infrared images to their targets with MRRN, as
+r"""Register misaligned infrared images to their targets with MRRN, as
 upstream's ``Test/test_reg.py``.
 
     stdfusion-umf test_reg --ir_dir ir_warp --target_dir pseudo_ir \
-        --checkpoint reg_0800.pth --output_dir reg
+        --checkpoint umfcmgr_retrain_reg_0800 --output_dir reg
     stdfusion-umf test_reg --ir_dir ir_warp --vi_dir vi --cpstn latest_net_G.pth \
-        --checkpoint reg_0800.pth --output_dir reg
+        --checkpoint umfcmgr_retrain_reg_0800 --output_dir reg
 
 Writes ``<output_dir>/<name>.png`` (registered infrared; ``--save_format
 jpg`` as upstream), ``flow/<name>.npy`` (float32 [2, H, W]: rows/dy, then
@@ -22,7 +22,8 @@ flags.DEFINE_string("ir_dir", None, "Misaligned (distorted) infrared images.")
 flags.DEFINE_string("vi_dir", None, "Visible images (for --cpstn or "
                     "--target visible).")
 flags.DEFINE_string("checkpoint", None, "MRRN weights: upstream .pth "
-                    "(converted on the fly) or .weights.h5.")
+                    "(converted on the fly), .weights.h5, or the preset "
+                    "umfcmgr_retrain_reg_0800" + _common.PRESET_HELP)
 flags.DEFINE_string("output_dir", None, "Where the results go.")
 _common.define_target_flags()
 flags.mark_flags_as_required(["ir_dir", "output_dir"])

@@ -1,8 +1,8 @@
-"""Register, then fuse, in one run, as upstream's ``Test/test_reg_fusion.py``.
+r"""Register, then fuse, in one run, as upstream's ``Test/test_reg_fusion.py``.
 
     stdfusion-umf test_reg_fusion --ir_dir ir_warp --vi_dir vi \
-        --target_dir pseudo_ir --checkpoint_reg reg_0800.pth \
-        --checkpoint_fuse fus_0200.pth --output_dir out
+        --target_dir pseudo_ir --checkpoint_reg umfcmgr_retrain_reg_0800 \
+        --checkpoint_fuse umfcmgr_retrain_fus_0200 --output_dir out
 
 Writes ``<output_dir>/reg/`` (as ``umf.test_reg``) and
 ``<output_dir>/fused/<name>.png``.  The fuser gets the registered image as
@@ -19,10 +19,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("ir_dir", None, "Misaligned (distorted) infrared images.")
 flags.DEFINE_string("vi_dir", None, "Visible images, paired by file name.")
 flags.DEFINE_string("checkpoint_reg", None, "MRRN weights (.pth or "
-                    ".weights.h5); upstream's --ckpt_reg.")
+                    ".weights.h5) or the preset umfcmgr_retrain_reg_0800"
+                    + _common.PRESET_HELP + "  Upstream's --ckpt_reg.")
 flags.DEFINE_string("checkpoint_fuse", None, "Fuser weights: DIFN (.pth or "
                     ".weights.h5; upstream's --ckpt_fus), or for --fuser "
-                    "stdfusionnet a test.py checkpoint (default: released).")
+                    "stdfusionnet a test.py checkpoint (default: released).  "
+                    "DIFN preset: umfcmgr_retrain_fus_0200.")
 flags.DEFINE_string("output_dir", None, "Results: reg/ and fused/ inside.")
 flags.DEFINE_enum("fuser", "difn", ["difn", "stdfusionnet"], "The fusion "
                   "network.")

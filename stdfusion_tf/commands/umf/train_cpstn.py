@@ -1,4 +1,4 @@
-"""Train CPSTN (UMF-CMGR's visible -> pseudo-infrared CycleGAN) as upstream's
+r"""Train CPSTN (UMF-CMGR's visible -> pseudo-infrared CycleGAN) as upstream's
 ``CPSTN/train.py --model cycle_gan`` does.
 
     stdfusion-umf train_cpstn --dataroot D --ckpt runs/cpstn

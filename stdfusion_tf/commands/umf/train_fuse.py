@@ -1,4 +1,4 @@
-"""Train DIFN (UMF-CMGR's fusion network) as upstream's
+r"""Train DIFN (UMF-CMGR's fusion network) as upstream's
 ``Trainer/train_fuse.py`` does.
 
     stdfusion-umf make_svs_maps --input_dir RoadScene --ir_subdir ir_256 \
@@ -51,7 +51,8 @@ flags.DEFINE_integer("step", 1000, "Learning rate divided by 10 every this "
 flags.DEFINE_integer("interval", 20, "Write fus_<epoch>.weights.h5 every "
                      "this many epochs.")
 flags.DEFINE_string("load_model_fuse", None, "Start from these DIFN weights "
-                    "(.pth, e.g. fus_0200.pth, or .weights.h5).  Ignored when "
+                    "(.pth, e.g. fus_0200.pth, .weights.h5, or the preset "
+                    "umfcmgr_retrain_fus_0200).  Ignored when "
                     "--ckpt holds a training state to resume.")
 flags.DEFINE_string("ckpt", None, "Checkpoint folder (weights, resumable "
                     "state, log).")

@@ -1,4 +1,4 @@
-"""Train MRRN (UMF-CMGR's registration network) as upstream's
+r"""Train MRRN (UMF-CMGR's registration network) as upstream's
 ``Trainer/train_reg.py`` does.
 
     stdfusion-umf train_reg --ir ir_256 --it pseudo_ir --ckpt runs/reg
@@ -42,7 +42,8 @@ flags.DEFINE_integer("step", 1200, "Learning rate divided by 10 every this "
                      "many epochs (upstream's adjust_learning_rate; never "
                      "within 800 epochs).")
 flags.DEFINE_string("pretrained", None, "Start from these MRRN weights "
-                    "(.pth, e.g. reg_0800.pth, or .weights.h5).  Ignored when "
+                    "(.pth, e.g. reg_0800.pth, .weights.h5, or the preset "
+                    "umfcmgr_retrain_reg_0800).  Ignored when "
                     "--ckpt holds a training state to resume.")
 flags.DEFINE_string("ckpt", None, "Checkpoint folder (weights, resumable "
                     "state, log).")
