@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 UPSTREAM = SHARED / "upstream"
+UMF = SHARED / "umf-cmgr"  # UMF-CMGR's weights, RoadScene set, references
 RELEASES = {  # release -> checkpoint folder in ../shared
     "jiayi-ma": UPSTREAM / "checkpoints" / "jiayi-ma",
     "Linfeng-Tang": UPSTREAM / "checkpoints" / "Linfeng-Tang",
@@ -24,6 +25,15 @@ def upstream():
     if not UPSTREAM.is_dir():
         pytest.skip("../shared/upstream is not beside the project")
     return UPSTREAM
+
+
+@pytest.fixture(scope="session")
+def umf():
+    """../shared/umf-cmgr (the UMF-CMGR tests' data), else the test is
+    skipped."""
+    if not UMF.is_dir():
+        pytest.skip("../shared/umf-cmgr is not beside the project")
+    return UMF
 
 
 @pytest.fixture(scope="session")

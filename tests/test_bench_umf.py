@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import ROOT
 
-UPSTREAM_SRC = SHARED / "umf-cmgr" / "upstream_src"
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,8 @@ def bench():
 
 
 @pytest.fixture(scope="module")
-def upstream_src():
-    if not UPSTREAM_SRC.is_dir():
-        pytest.skip("../shared/umf-cmgr is not beside the project")
-    return str(UPSTREAM_SRC)
+def upstream_src(umf):
+    return str(umf / "upstream_src")
 
 
 def test_default_python_without_torch_is_skipped(bench, monkeypatch):

@@ -100,3 +100,24 @@ def test_pairing_errors(tmp_path):
         images.pair_folders(tmp_path / "ir", tmp_path / "vi")
     with pytest.raises(InputError, match="no such folder"):
         images.pair_folders(tmp_path / "nope", tmp_path / "vi")
+
+
+def test_wide_to_gray_mappings():
+    x = np.arange(1000, 1000 + 4 * 64, 4, dtype=np.uint16).reshape(8, 8)
+    g = images.wide_to_gray(x)
+    assert g.dtype == np.float32 and g.min() == 0 and g.max() == 255
+    assert np.allclose(g, (x - 1000.0) * 255 / (x.max() - 1000.0))
+    # a hot and a dead pixel flatten min-max; percentile:P clips them
+    y = x.copy()
+    y[0, 0], y[7, 7] = 0, 65535
+    flat = images.wide_to_gray(y)
+    assert np.ptp(flat[1:7]) < 2  # everything else squeezed into 2 levels
+    robust = images.wide_to_gray(y, "percentile:2")
+    assert robust[0, 0] == 0 and robust[7, 7] == 255
+    assert np.ptp(robust[1:7]) > 190
+    assert images.wide_to_gray(np.full((3, 3), 7.5, np.float32)).max() == 0
+    for bad in ("percentile:60", "percentile", "gamma", "percentile:x"):
+        with pytest.raises(InputError, match="--ir_range"):
+            images.parse_ir_range(bad)
+    with pytest.raises(InputError, match="NaN"):
+        images.wide_to_gray(np.array([[np.nan, 1]], np.float32))

@@ -121,7 +121,7 @@ def test_project_file_builtin(cache, tmp_path, monkeypatch):
 
 
 def test_retrained_30ep_preset_is_the_tracked_file(cache):
-    """The real project entry: the 30-epoch retrain (issue #14) is tracked,
+    """The real project entry: the 30-epoch retrain is shipped,
     its sha256 is the pinned one, and the preset (and test.py's
     --checkpoint path form) give bitwise its weights, not the release's."""
     name = "stdfusionnet_retrained_30ep"

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import ROOT
 from stdfusion_tf.errors import InputError
 from stdfusion_tf.pth import load_pth
 
@@ -151,10 +151,8 @@ def test_big_endian_storage(tmp_path):
 
 @pytest.mark.parametrize("name,count", [("reg_0800.pth", 78),
                                         ("fus_0200.pth", 24)])
-def test_shared_weights(name, count):
-    path = SHARED / "umf-cmgr" / "weights" / name
-    if not path.is_file():
-        pytest.skip(f"{path} is not beside the project")
+def test_shared_weights(umf, name, count):
+    path = umf / "weights" / name
     sd = load_pth(path)  # reg_0800 holds CUDA tensors (location 'cuda:0')
     assert len(sd) == count
     assert all(v.dtype in (np.float32, np.int64) for v in sd.values())

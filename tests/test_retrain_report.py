@@ -1,5 +1,5 @@
 """scripts/retrain_figures.py (used by scripts/retrain_report.sh) reads the
-log lines the Trainer writes and judges the retrain as the issue says."""
+log lines the Trainer writes and judges the retrain by the report's criteria."""
 
 import csv
 import subprocess

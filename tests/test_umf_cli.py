@@ -10,9 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SHARED, ROOT, assert_one_line_error, run_cli, write_gray
+from conftest import ROOT, assert_one_line_error, run_cli, write_gray
 
-UMF = SHARED / "umf-cmgr"
 NAMES = ("01", "02", "03", "04")
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -28,13 +27,6 @@ def assert_reproduces(ours, ref, min_identical=0.999):
     assert a.shape == b.shape, (ours, a.shape, b.shape)
     assert np.abs(a - b).max() <= 1, ours
     assert (a == b).mean() >= min_identical, (ours, (a == b).mean())
-
-
-@pytest.fixture(scope="module")
-def umf():
-    if not UMF.is_dir():
-        pytest.skip("../shared/umf-cmgr is not beside the project")
-    return UMF
 
 
 @pytest.fixture(scope="module")

@@ -7,17 +7,12 @@ no PyTorch needed)."""
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED, assert_one_line_error, run_cli
+from conftest import ROOT, assert_one_line_error, run_cli
 from pth_writer import Call, write_pth
 
-WEIGHTS = SHARED / "umf-cmgr" / "weights"
-
-
 @pytest.fixture(scope="session")
-def umf_weights():
-    if not WEIGHTS.is_dir():
-        pytest.skip("../shared/umf-cmgr is not beside the project")
-    return WEIGHTS
+def umf_weights(umf):
+    return umf / "weights"
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +39,7 @@ def test_cli_converts_validates_and_reloads(umf_weights, tmp_path, name, kind,
     assert proc.returncode == 0, proc.stderr
     assert f": {title}, " in proc.stdout
     assert f"Round trip: {variables} variables read back" in proc.stdout
-    # upstream outputs reproduced within a gray level (issue 10, points 1-2)
+    # upstream outputs reproduced within a gray level
     assert _figure(proc.stdout, "max abs diff = ") <= 1
     identical = float(proc.stdout.split("gray level(s), ")[1].split("%")[0])
     assert identical >= 99.9

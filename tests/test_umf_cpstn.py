@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
-TOLERANCE = 1e-4  # max abs, as the issue asks
+TOLERANCE = 1e-4  # max abs
 
 
 def fixture_input(size=256):

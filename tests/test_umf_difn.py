@@ -11,21 +11,11 @@ import os
 import numpy as np
 import pytest
 
-from conftest import SHARED
-
-UMF = SHARED / "umf-cmgr"
 FULL = os.environ.get("STDFUSION_UMF_FULL") == "1"
 # reference folder -> the infrared input it was made from (vi = vi_256)
 REFERENCES = {"fused_reg": "ir_reg", "fused_noreg": "ir_warp",
               "fused_orig": "ir_256"}
 BATCH = 8  # 256 x 256 pairs per call (~2 GB of activations)
-
-
-@pytest.fixture(scope="session")
-def umf():
-    if not UMF.is_dir():
-        pytest.skip("../shared/umf-cmgr is not beside the project")
-    return UMF
 
 
 @pytest.fixture(scope="session")

@@ -11,27 +11,19 @@ the port pads; made by ``tests/fixtures/make_mrrn_any_size.py``).
 import numpy as np
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import ROOT, UMF
 from stdfusion_tf.images import read_gray_cv2
 from stdfusion_tf.pth import load_pth
 from stdfusion_tf.umf import layers, mrrn, warp
 
-UMF = SHARED / "umf-cmgr"
 FIXTURES = ROOT / "tests" / "fixtures"
 # Images registered per call (a small batch: about as fast per pair as one).
 BATCH = 4
 
 
-@pytest.fixture(scope="session")
-def umf_shared():
-    if not UMF.is_dir():
-        pytest.skip("../shared/umf-cmgr is not beside the project")
-    return UMF
-
-
 @pytest.fixture(scope="module")
-def state_dict(umf_shared):
-    return load_pth(umf_shared / "weights" / "reg_0800.pth")
+def state_dict(umf):
+    return load_pth(umf / "weights" / "reg_0800.pth")
 
 
 def canonical(state_dict):
@@ -145,20 +137,20 @@ def test_state_dict_keys_and_parameter_count(state_dict):
     assert count == sum(v.size for v in theirs.values()) == 170904
 
 
-def test_reproduces_reference_registrations(model, umf_shared):
-    stems = sorted(p.stem for p in (umf_shared / "reference" / "reg").glob(
+def test_reproduces_reference_registrations(model, umf):
+    stems = sorted(p.stem for p in (umf / "reference" / "reg").glob(
         "*.png"))
     assert len(stems) == 40
     from PIL import Image
 
     got = register(model, stems)
     for s in stems:
-        want = np.asarray(Image.open(umf_shared / "reference" / "reg" /
+        want = np.asarray(Image.open(umf / "reference" / "reg" /
                                      f"{s}.png"))
         diff = np.abs(got[s][0].astype(int) - want)
         assert diff.max() <= 1, s
         assert identical(got[s][0], want) >= 0.999, s
-    flows = sorted((umf_shared / "reference" / "flow").glob("*.npy"))
+    flows = sorted((umf / "reference" / "flow").glob("*.npy"))
     assert len(flows) == 10
     for path in flows:
         want = np.load(path)
@@ -183,11 +175,11 @@ def jpeg_identical(got, stems, folder):
     return out
 
 
-def test_reproduces_stored_jpegs(model, umf_shared, tmp_path):
+def test_reproduces_stored_jpegs(model, umf, tmp_path):
     """All 221 stored ``ir_reg`` JPEGs.  They were made on a GPU: pixels on
     a .5 rounding boundary flip some 8 x 8 blocks, hence >= 99 % rather than
     all (measured: 99.55 % for the worst image, 99.87 % on average)."""
-    stems = sorted(p.stem for p in (umf_shared / "RoadScene" / "ir_reg")
+    stems = sorted(p.stem for p in (umf / "RoadScene" / "ir_reg")
                    .glob("*.jpg"))
     assert len(stems) == 221
     for s, fraction in jpeg_identical(register(model, stems), stems,
@@ -195,7 +187,7 @@ def test_reproduces_stored_jpegs(model, umf_shared, tmp_path):
         assert fraction >= 0.99, s
 
 
-def test_cuda_division_reproduces_gpu_outputs_closer(state_dict, umf_shared,
+def test_cuda_division_reproduces_gpu_outputs_closer(state_dict, umf,
                                                      tmp_path):
     """``division='cuda'`` (PyTorch-CUDA's reciprocal multiply in the grid
     normalisation) on 16 pairs: most stored JPEGs reproduced exactly (over
@@ -203,14 +195,14 @@ def test_cuda_division_reproduces_gpu_outputs_closer(state_dict, umf_shared,
     within the tolerance of the CPU references."""
     from PIL import Image
 
-    stems = sorted(p.stem for p in (umf_shared / "reference" / "reg")
+    stems = sorted(p.stem for p in (umf / "reference" / "reg")
                    .glob("*.png"))[:16]
     got = register(loaded(state_dict, division="cuda"), stems)
     fractions = jpeg_identical(got, stems, tmp_path)
     assert min(fractions.values()) >= 0.998
     assert sum(f == 1 for f in fractions.values()) >= 6  # measured: 9
     for s in stems:
-        want = np.asarray(Image.open(umf_shared / "reference" / "reg" /
+        want = np.asarray(Image.open(umf / "reference" / "reg" /
                                      f"{s}.png"))
         assert np.abs(got[s][0].astype(int) - want).max() <= 1, s
         assert identical(got[s][0], want) >= 0.999, s

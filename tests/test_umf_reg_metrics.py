@@ -6,19 +6,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import SHARED, assert_one_line_error, run_cli, write_gray
+from conftest import assert_one_line_error, run_cli, write_gray
 from stdfusion_tf import metrics as fusion_metrics
 from stdfusion_tf.errors import InputError
 from stdfusion_tf.umf import deform, reg_evaluation, reg_metrics as R
 
-ROAD = SHARED / "umf-cmgr" / "RoadScene"
-
-
 @pytest.fixture(scope="session")
-def roadscene():
-    if not ROAD.is_dir():
-        pytest.skip("../shared/umf-cmgr/RoadScene is not beside the project")
-    return ROAD
+def roadscene(umf):
+    return umf / "RoadScene"
 
 
 def _pair(seed=0, shape=(40, 52)):

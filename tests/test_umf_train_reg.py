@@ -8,19 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import (ROOT, SHARED, assert_one_line_error, kill_once_written,
+from conftest import (ROOT, assert_one_line_error, kill_once_written,
                       run_cli, write_gray)
 from stdfusion_tf.umf import reg_training, vgg, weights
 
-UMF = SHARED / "umf-cmgr"
 FIXTURE = ROOT / "tests" / "fixtures" / "mrrn_train.npz"
-
-
-@pytest.fixture(scope="module")
-def umf():
-    if not UMF.is_dir():
-        pytest.skip("../shared/umf-cmgr is not beside the project")
-    return UMF
 
 
 @pytest.fixture(scope="module")

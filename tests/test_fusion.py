@@ -1,12 +1,11 @@
-"""16-bit / float infrared, memory budgets, plain-text progress in logs
-(issue 12, sections 3-5)."""
+"""Fusing folders: 16-bit / float infrared, memory budgets and tiles."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import ROOT, assert_one_line_error, run_cli, write_gray
-from stdfusion_tf import evaluation, fusion, images, progress
+from stdfusion_tf import evaluation, fusion, images
 from stdfusion_tf.errors import InputError
 
 
@@ -17,27 +16,6 @@ def _fuse(cwd, ir, vi, out, weights, *flags):
 
 
 # ---------------------------------------------------- 16-bit / float IR --
-
-def test_wide_to_gray_mappings():
-    x = np.arange(1000, 1000 + 4 * 64, 4, dtype=np.uint16).reshape(8, 8)
-    g = images.wide_to_gray(x)
-    assert g.dtype == np.float32 and g.min() == 0 and g.max() == 255
-    assert np.allclose(g, (x - 1000.0) * 255 / (x.max() - 1000.0))
-    # a hot and a dead pixel flatten min-max; percentile:P clips them
-    y = x.copy()
-    y[0, 0], y[7, 7] = 0, 65535
-    flat = images.wide_to_gray(y)
-    assert np.ptp(flat[1:7]) < 2  # everything else squeezed into 2 levels
-    robust = images.wide_to_gray(y, "percentile:2")
-    assert robust[0, 0] == 0 and robust[7, 7] == 255
-    assert np.ptp(robust[1:7]) > 190
-    assert images.wide_to_gray(np.full((3, 3), 7.5, np.float32)).max() == 0
-    for bad in ("percentile:60", "percentile", "gamma", "percentile:x"):
-        with pytest.raises(InputError, match="--ir_range"):
-            images.parse_ir_range(bad)
-    with pytest.raises(InputError, match="NaN"):
-        images.wide_to_gray(np.array([[np.nan, 1]], np.float32))
-
 
 def _ir16(tmp_path, stems=("1", "2")):
     """16-bit infrared images v * 257 beside the 8-bit v (full 0..255):
@@ -150,23 +128,3 @@ def test_max_memory_tiles_and_keeps_the_output(tmp_path, jiayi_weights):
                  tmp_path / "none", jiayi_weights, "--max_memory", "1G")
     assert_one_line_error(proc, tmp_path / "ir" / "a.png", "--max_memory")
     assert not (tmp_path / "none").exists()
-
-
-# ------------------------------------------------------------------ logs --
-
-def test_plain_progress_when_not_a_terminal(capsys):
-    assert not progress.is_terminal()  # pytest captures stdout
-    bar = progress.progbar(3, unit_name="pair", stateful_metrics=["seconds"])
-    assert isinstance(bar, progress.PlainProgbar)
-    bar.interval = 0
-    for i in range(3):
-        bar.update(i + 1, values=[("seconds", 0.5 * (i + 1)),
-                                  ("loss", float(i))])
-    out = capsys.readouterr().out
-    assert "\x1b" not in out and "\b" not in out and "\r" not in out
-    lines = out.splitlines()
-    assert len(lines) == 3 and lines[-1].startswith("3/3 - ")
-    assert "seconds: 1.5" in lines[-1] and "loss: 1" in lines[-1]
-    quiet = progress.PlainProgbar(10, verbose=0)
-    quiet.update(10)
-    assert capsys.readouterr().out == ""

@@ -1,4 +1,4 @@
-"""Output paths that collide and full disks (issue 12, section 2): every
+"""fileio and its users: output paths that collide and full disks: every
 command ends with one line naming the path, exit 1, nothing written and
 nothing earlier lost.
 
@@ -7,7 +7,7 @@ as root, which ignores them): a path under a regular file (ENOTDIR), a
 folder under /proc (the kernel refuses new files there, even to root), and
 a full disk simulated in-process by making the image/checkpoint writer fail
 with ENOSPC half-way through a file.  (The same runs were also checked by
-hand on a real 64 KB tmpfs: see the issue-12 report.)
+hand on a real 64 KB tmpfs.)
 """
 
 import errno
