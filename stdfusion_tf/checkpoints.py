@@ -174,7 +174,7 @@ def write_tf1_checkpoint(prefix, tensors, update_state=True):
     """
     import tensorflow as tf
 
-    from .fileio import check_writable, mkdtemp, write_error
+    from .fileio import check_writable, committed, mkdtemp, write_error
 
     prefix = os.path.abspath(str(prefix))
     directory = os.path.dirname(prefix)
@@ -199,6 +199,8 @@ def write_tf1_checkpoint(prefix, tensors, update_state=True):
             os.remove(prefix + ".index")  # never a new data file + old index
         os.replace(os.path.join(tmp, "ckpt" + DATA_SUFFIX), prefix + DATA_SUFFIX)
         os.replace(os.path.join(tmp, "ckpt.index"), prefix + ".index")
+        committed(prefix + DATA_SUFFIX)
+        committed(prefix + ".index")
     finally:
         for f in os.listdir(tmp):
             os.remove(os.path.join(tmp, f))

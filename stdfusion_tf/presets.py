@@ -309,7 +309,7 @@ def ensure_builtin(name, cls, mirror=None):
             raise InputError(path, f"sha256 differs from preset {name!r}'s "
                              "pinned one; preset not cached")
         assign_weights(model, read_keras_weights(path, cls))
-        source = f"stdfusion-tf:stdfusion_tf/{rel}"
+        source = f"stdfusion-tf:{pathlib.PurePath('stdfusion_tf', rel)}"
     else:
         paths = assets.fetch(group, root=cache_root(), mirror=mirror)
         prefix = paths[0][: -len(".index")]

@@ -95,6 +95,46 @@ def kill_once_written(args, path, cwd, timeout=600):
     return path.exists()
 
 
+def signal_when(args, ready, sig, cwd, env=None, timeout=600):
+    """Start ``python <args>`` in ``cwd``, send it ``sig`` as soon as
+    ``ready()`` is true, and wait; returns a CompletedProcess (text output)
+    with ``signalled`` set to whether the signal was sent."""
+    import time
+
+    full_env = {k: v for k, v in os.environ.items()
+                if k != "STDFUSION_MIRROR"}
+    full_env.update(PYTHONPATH=str(ROOT), **(env or {}))
+    out, err = (open(os.path.join(str(cwd), f".signal_when.{n}"), "w+")
+                for n in ("out", "err"))
+    with out, err:
+        child = subprocess.Popen([sys.executable, *map(str, args)], cwd=cwd,
+                                 env=full_env, stdout=out, stderr=err,
+                                 text=True)
+        deadline = time.time() + timeout
+        while not ready() and child.poll() is None and \
+                time.time() < deadline:
+            time.sleep(0.02)
+        signalled = child.poll() is None
+        if signalled:
+            child.send_signal(sig)
+        child.wait(timeout)
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(args, child.returncode,
+                                           out.read(), err.read())
+    for n in ("out", "err"):
+        os.remove(os.path.join(str(cwd), f".signal_when.{n}"))
+    proc.signalled = signalled
+    return proc
+
+
+def temporaries(folder):
+    """The hidden temporary files (and folders) in ``folder``."""
+    folder = pathlib.Path(folder)
+    return sorted(p.name for p in folder.iterdir()
+                  if p.name.startswith(".tmp-")) if folder.is_dir() else []
+
+
 def error_lines(proc):
     """Our one-line errors (TensorFlow's start-up log lines aside)."""
     return [l for l in proc.stderr.splitlines() if ": error: " in l]

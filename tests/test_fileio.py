@@ -241,3 +241,36 @@ def test_outputs_get_the_usual_permissions(tmp_path):
     with fileio.atomic_output(tmp_path / "a.txt") as tmp:
         open(tmp, "w").write("x")
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~fileio.UMASK
+
+
+def test_stale_temporaries_of_dead_runs_are_removed(tmp_path):
+    """Temporary files are tagged with their writer's process id; those of
+    runs no longer alive go, a live run's and other programs' stay."""
+    import subprocess
+    import sys
+
+    from stdfusion_tf import fileio
+
+    dead = subprocess.run([sys.executable, "-c", "import os; "
+                           "print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    stale = folder / f".tmp-stdf{dead}-01.bmp-abc.bmp"
+    stale.write_bytes(b"half")
+    (folder / f".tmp-stdf{dead}-ckpt-xyz").mkdir()
+    (folder / f".tmp-stdf{dead}-ckpt-xyz" / "ckpt.index").write_bytes(b"")
+    live = folder / f".tmp-stdf{os.getpid()}-02.bmp-def.bmp"
+    live.write_bytes(b"mine")
+    other = folder / ".tmp-someone-else"
+    other.write_bytes(b"not ours")
+    (folder / "01.bmp").write_bytes(b"an output")
+    fileio.check_writable(folder)  # what every command does first
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [live.name, other.name, "01.bmp"])
+    # atomic_output's own temporary file carries this process's tag
+    with fileio.atomic_output(folder / "x.txt") as tmp:
+        assert os.path.basename(tmp).startswith(f".tmp-stdf{os.getpid()}-")
+        with open(tmp, "w") as f:
+            f.write("x")
+    assert (folder / "x.txt").read_text() == "x"

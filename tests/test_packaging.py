@@ -19,7 +19,15 @@ import pytest
 from conftest import ROOT
 
 SCRIPTS = ("stdfusion-fuse", "stdfusion-train", "stdfusion-evaluate",
-           "stdfusion-convert")
+           "stdfusion-convert", "stdfusion-umf", "stdfusion-masks",
+           "stdfusion-assets")
+UMF_SUBCOMMANDS = ("test_reg", "test_fuse", "test_reg_fusion", "evaluate_reg",
+                   "make_misaligned", "make_svs_maps", "train_reg",
+                   "train_fuse", "train_cpstn")
+CONVERT_SUBCOMMANDS = ("from_tf1", "to_tf1", "from_torch")
+# What a clone's shims are called: an installed --help never says these.
+CLONE_NAMES = ("python test.py", "python train.py", "python evaluate.py",
+               "make_masks.py --", "python -m umf", "python -m convert")
 
 
 def project_files():
@@ -65,10 +73,10 @@ def venv(tmp_path_factory):
     return env_dir, site, outside
 
 
-def run(venv, *args):
+def run(venv, *args, env=None):
     env_dir, _, outside = venv
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "STDFUSION_MIRROR")}
+    env = {**{k: v for k, v in os.environ.items()
+              if k not in ("PYTHONPATH", "STDFUSION_MIRROR")}, **(env or {})}
     env["PATH"] = f"{env_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return subprocess.run(list(map(str, args)), cwd=outside, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -131,3 +139,74 @@ def test_console_scripts(venv):
     for script in ("stdfusion-train", "stdfusion-evaluate"):
         proc = run(venv, script, "--help")
         assert "--ir_dir" in proc.stdout, script
+
+
+def test_every_program_is_a_console_script_with_help(venv):
+    """Every program and subcommand answers --help from another folder,
+    its usage naming the installed command, never a clone's script."""
+    env_dir = venv[0]
+    for script in SCRIPTS:
+        assert (env_dir / "bin" / script).is_file(), script
+    commands = [[s] for s in SCRIPTS if s not in ("stdfusion-umf",
+                                                  "stdfusion-convert")]
+    commands += [["stdfusion-umf", s] for s in UMF_SUBCOMMANDS]
+    commands += [["stdfusion-convert", s] for s in CONVERT_SUBCOMMANDS]
+    for command in commands:
+        proc = run(venv, *command, "--help")
+        assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, \
+            (command, proc.stderr)
+        assert " ".join(command) in proc.stdout, command
+        assert "--" in proc.stdout, command
+        for name in CLONE_NAMES:
+            assert name not in proc.stdout, (command, name)
+    proc = run(venv, "stdfusion-umf", "test_reg_fusion", "--help")
+    for flag in ("--target_dir", "--target:", "--cpstn", "--checkpoint_reg",
+                 "umfcmgr_retrain_reg_0800", "STDFUSION_UMF_MIRROR"):
+        assert flag in proc.stdout, flag
+    proc = run(venv, "stdfusion-umf")
+    assert proc.returncode == 1
+    assert all(f"  {s} " in proc.stdout for s in UMF_SUBCOMMANDS)
+
+
+def test_installed_presets_and_default_weights_use_the_keras_cache(venv,
+                                                                   upstream):
+    """From an installed package: the shipped retrained_30ep preset loads;
+    the default checkpoint goes to $KERAS_HOME, not the working folder."""
+    env_dir, site, outside = venv
+    home = outside.parent / "keras_home"
+    proc = run(venv, env_dir / "bin" / "python", "-c",
+               "from stdfusion_tf import STDFusionNet, presets; "
+               "m = STDFusionNet.from_preset('stdfusionnet_retrained_30ep'); "
+               "print(m.count_params()); print(presets.PACKAGE_DIR); "
+               "from stdfusion_tf.loading import default_checkpoint as d; "
+               "print(d('checkpoint/Fusion.model-29'))",
+               env={"KERAS_HOME": str(home), "STDFUSION_MIRROR": str(upstream)})
+    assert proc.returncode == 0, proc.stderr
+    params, package, checkpoint = proc.stdout.splitlines()[-3:]
+    assert int(params) > 0 and package.startswith(site)
+    assert checkpoint == str(home / "stdfusion_tf" / "checkpoint" /
+                             "Fusion.model-29")
+    assert sorted(p.name for p in outside.iterdir()) == []
+
+
+def test_lean_requirements_and_ci_run_readme_command_2():
+    """requirements.txt: the pinned runtime set only; the test pins live in
+    requirements-test.txt (and the [test] extra); .ci/run runs the README's
+    test command as written."""
+    runtime = (ROOT / "requirements.txt").read_text()
+    pins = [l.split("==")[0] for l in runtime.splitlines()
+            if l and not l.startswith("#")]
+    assert "tensorflow" in pins and not {"pytest", "jax", "jax[cpu]"} & \
+        set(pins), pins
+    test = (ROOT / "requirements-test.txt").read_text()
+    assert "-r requirements.txt" in test and "pytest==" in test \
+        and "jax[cpu]==" in test
+    readme = (ROOT / "README.md").read_text().splitlines()
+    command_2 = [l for l in readme if "pytest" in l
+                 and l.startswith(".venv/bin/")]
+    assert len(command_2) == 1, command_2
+    assert "requirements-test.txt" in command_2[0]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert command_2[0] in ci
+    command_1 = [l for l in readme if "pip install -r requirements.txt" in l]
+    assert command_1 and "test" not in command_1[0].split("&&")[1]

@@ -96,7 +96,7 @@ def test_project_file_builtin(cache, tmp_path, monkeypatch):
     arrays = {k: np.asarray(v.numpy())
               for k, v in trained.tf1_variables().items()}
     name = "stdfusionnet_mine"
-    # an absolute path stands in for one relative to the project root
+    # an absolute path stands in for one relative to the package
     monkeypatch.setitem(presets.PROJECT_BUILTIN, name,
                         (path, presets.sha256(path)))
     assert name in presets.names()
@@ -126,8 +126,8 @@ def test_retrained_30ep_preset_is_the_tracked_file(cache):
     --checkpoint path form) give bitwise its weights, not the release's."""
     name = "stdfusionnet_retrained_30ep"
     rel, digest = presets.PROJECT_BUILTIN[name]
-    path = ROOT / rel
-    assert presets.sha256(path) == digest
+    path = presets.PACKAGE_DIR / rel  # package data
+    assert path.is_file() and presets.sha256(path) == digest
     arrays = read_weights(str(path))
     assert_bitwise(STDFusionNet.from_preset(name), arrays)
     assert_bitwise(load_model(str(path)), arrays)
@@ -241,3 +241,63 @@ def test_fuse_cli_one_line_errors(cache, tmp_path, upstream):
                        env={"KERAS_HOME": str(tmp_path / "kh")})
         assert_one_line_error(proc, needle)
         assert not out.exists()
+
+
+# Offline: every HTTPS request goes to a closed local port.
+OFFLINE = {"https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "",
+           "NO_PROXY": "", "STDFUSION_UMF_MIRROR": ""}
+
+
+def test_offline_fetch_is_one_line_and_leaves_nothing(tmp_path, upstream):
+    """A preset that cannot be fetched: one exception without chained
+    tracebacks (API), one error line (commands, STDFusionNet and UMF-CMGR
+    presets), and no folder or file left in the working folder or the
+    cache."""
+    work = tmp_path / "work"
+    work.mkdir()
+    home = tmp_path / "keras_home"
+    env = {**OFFLINE, "KERAS_HOME": str(home)}
+    proc = run_cli("-c", "from stdfusion_tf import STDFusionNet; "
+                   "STDFusionNet.from_preset('stdfusionnet_linfengtang_28')",
+                   cwd=work, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.count("Traceback") == 1, proc.stderr
+    assert "During handling" not in proc.stderr
+    assert "direct cause" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("stdfusion_tf.errors.InputError: https://raw."
+                           "githubusercontent.com/Linfeng-Tang/"), last
+    assert "cannot fetch checkpoint/Linfeng-Tang/Fusion.model-28" in last
+    proc = run_cli(ROOT / "test.py", "--checkpoint",
+                   "stdfusionnet_linfengtang_28", "--ir_dir",
+                   upstream / "Test_ir", "--vi_dir", upstream / "Test_vi",
+                   "--output_dir", "out", cwd=work, env=env)
+    assert_one_line_error(proc, "cannot fetch")
+    proc = run_cli("-m", "umf.test_reg", "--ir_dir", upstream / "Test_ir",
+                   "--target_dir", upstream / "Test_vi", "--checkpoint",
+                   "umfcmgr_retrain_reg_0800", "--output_dir", "reg",
+                   cwd=work, env=env)
+    assert_one_line_error(proc, "cannot fetch checkpoint/umf/reg_0800.pth")
+    assert list(work.iterdir()) == []
+    # Keras writes its keras.json on import; nothing of ours is left
+    assert not (home / "stdfusion_tf").exists()
+
+
+def test_umf_preset_names(tmp_path, monkeypatch, umf):
+    """umfcmgr_* names: fetched (from $STDFUSION_UMF_MIRROR here) into the
+    Keras cache, sha256-checked; misspelt names are one-line errors."""
+    from stdfusion_tf.umf import weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
+    monkeypatch.setenv("STDFUSION_UMF_MIRROR", str(umf))
+    path = presets.resolve_umf("umfcmgr_retrain_fus_0200")
+    assert path == str(tmp_path / "kh" / "stdfusion_tf" / "checkpoint" /
+                       "umf" / "fus_0200.pth")
+    assert presets.sha256(path) == presets.sha256(
+        umf / "weights" / "fus_0200.pth")
+    kind, _ = weights.load_network("umfcmgr_retrain_fus_0200")
+    assert kind == "difn"
+    assert presets.resolve_umf("my.pth") == "my.pth"
+    with pytest.raises(InputError, match="unknown UMF-CMGR preset"):
+        presets.resolve_umf("umfcmgr_retrain_reg_0900")

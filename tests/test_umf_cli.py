@@ -49,6 +49,7 @@ def registered(umf, pairs, tmp_path_factory):
                    umf / "weights" / "reg_0800.pth", "--output_dir", out)
     assert proc.returncode == 0, proc.stderr
     assert "Registered 4 images" in proc.stdout
+    assert "\x1b" not in proc.stdout  # plain progress into a pipe
     return out
 
 
@@ -231,3 +232,41 @@ def test_umf_assets_are_pinned(umf, tmp_path):
     assert assets.origin(entries[0]).startswith(
         "https://raw.githubusercontent.com/HaodeShi/UMF-CMGR-retrain-and-test/"
         "43f936544856ec91970bc615b29a220556c88cad/dataset/Roadscene/")
+
+
+def test_reg_fusion_with_the_preset_names(umf, pairs, tmp_path):
+    """The two UMF-CMGR presets, fetched from $STDFUSION_UMF_MIRROR into the
+    Keras cache, reproduce upstream's registered images."""
+    out = tmp_path / "out"
+    home = tmp_path / "keras_home"
+    proc = run_cli("-m", "umf.test_reg_fusion", "--ir_dir",
+                   pairs / "ir_warp", "--vi_dir", pairs / "vi_256",
+                   "--target_dir", pairs / "pseudo_ir", "--checkpoint_reg",
+                   "umfcmgr_retrain_reg_0800", "--checkpoint_fuse",
+                   "umfcmgr_retrain_fus_0200", "--output_dir", out,
+                   env={"KERAS_HOME": str(home),
+                        "STDFUSION_UMF_MIRROR": str(umf)})
+    assert proc.returncode == 0, proc.stderr
+    for name in NAMES:
+        assert_reproduces(out / "reg" / f"{name}.png",
+                          umf / "reference" / "reg" / f"{name}.png")
+        assert (out / "fused" / f"{name}.png").is_file()
+    cached = home / "stdfusion_tf" / "checkpoint" / "umf"
+    assert sorted(p.name for p in cached.iterdir()) == ["fus_0200.pth",
+                                                        "reg_0800.pth"]
+
+
+def test_help_shows_the_shared_flags_and_the_presets():
+    """--help (not only --helpfull) lists the flags defined in _common, and
+    usage names the installed command."""
+    proc = run_cli("-m", "umf.test_reg", "--help")
+    for flag in ("--target_dir", "--target:", "--cpstn", "--save_format",
+                 "--checkpoint", "umfcmgr_retrain_reg_0800",
+                 "STDFUSION_UMF_MIRROR", "stdfusion-umf test_reg"):
+        assert flag in proc.stdout, flag
+    proc = run_cli("-m", "stdfusion_tf.commands.umf")
+    assert proc.returncode == 1
+    for name in ("test_reg", "test_fuse", "test_reg_fusion", "evaluate_reg",
+                 "make_misaligned", "make_svs_maps", "train_reg",
+                 "train_fuse", "train_cpstn"):
+        assert f"  {name} " in proc.stdout, name

@@ -44,8 +44,13 @@ def run(module_name):
 
     module = sys.modules[module_name]
     main_module = sys.modules["__main__"]
+    doc = module.__doc__ or ""
+    if os.path.basename(sys.argv[0]).startswith("stdfusion-"):
+        # installed: the usage names the console script only
+        doc = "\n\n".join(p for p in doc.split("\n\n")
+                          if not p.lstrip().startswith("From a clone:"))
+    main_module.__doc__ = doc
     if main_module is not module:
-        main_module.__doc__ = module.__doc__
         for flag in flags.FLAGS.get_key_flags_for_module(module):
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     for helper in FLAG_HELPERS:

@@ -4,7 +4,7 @@
     stdfusion-masks --ir_dir Train_ir --json_dir labels --blur 2
     stdfusion-train --ir_dir my/Train_ir --vi_dir my/Train_vi --mask_dir my/Train_ir_mask
 
-(``python make_masks.py`` from a clone: the same program and flags.)
+From a clone: ``python make_masks.py``, the same program and flags.
 
 The authors drew their masks by hand in labelme.  For every infrared image
 <stem>.<ext> this reads <json_dir>/<stem>.json (labelme saves it beside the
