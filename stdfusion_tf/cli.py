@@ -56,6 +56,12 @@ def run(main):
             reason = exc.strerror or one_line(exc)
             fail(f"{name}: {reason}" if name else reason)
         except KeyboardInterrupt as exc:  # incl. fileio.Interrupted
+            import atexit
+
+            fileio.remove_own_temporaries()
+            # again once the writer threads have ended (they are joined
+            # before atexit functions run)
+            atexit.register(fileio.remove_own_temporaries)
             signum = getattr(exc, "signum", signal.SIGINT)
             prog = os.path.basename(sys.argv[0])
             print(interrupted_line(prog, signum, fileio.outputs_written()),

@@ -97,6 +97,28 @@ def remove_stale_temporaries(folder):
     return removed
 
 
+def remove_own_temporaries():
+    """Remove this process's temporary files (and folders) from every
+    folder it made one in: the last step of an interrupted run, also run at
+    exit, after the other threads have ended (a writer thread may still be
+    finishing a file when the main thread is interrupted)."""
+    prefix = temp_prefix()
+    for folder in list(_cleaned):
+        try:
+            names = [n for n in os.listdir(folder) if n.startswith(prefix)]
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+            except OSError:
+                pass
+
+
 def mkstemp(folder, name="", suffix=""):
     """A new hidden temporary file in ``folder`` (closed; returns its path),
     stale ones of dead runs removed first."""

@@ -270,3 +270,34 @@ def test_help_shows_the_shared_flags_and_the_presets():
                  "make_misaligned", "make_svs_maps", "train_reg",
                  "train_fuse", "train_cpstn"):
         assert f"  {name} " in proc.stdout, name
+
+
+def test_sigterm_ends_a_registration_run_with_one_line(umf, tmp_path):
+    """The UMF commands share cli.run's signal handling: one line, exit
+    128 + 15, this run's outputs rolled back, earlier files intact."""
+    import signal
+
+    from conftest import signal_when, temporaries
+
+    names = sorted(p.name for p in (umf / "RoadScene" / "ir_warp").iterdir()
+                   )[:60]
+    for folder in ("ir_warp", "pseudo_ir"):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            shutil.copy(umf / "RoadScene" / folder / name, tmp_path / folder)
+    out = tmp_path / "reg"
+    out.mkdir()
+    (out / "keep.txt").write_text("an earlier file")
+    proc = signal_when(
+        ["-m", "umf.test_reg", "--ir_dir", tmp_path / "ir_warp",
+         "--target_dir", tmp_path / "pseudo_ir", "--checkpoint",
+         umf / "weights" / "reg_0800.pth", "--output_dir", out],
+        lambda: any(p.suffix == ".png" for p in out.iterdir()),
+        signal.SIGTERM, cwd=tmp_path)
+    assert proc.signalled and proc.returncode == 128 + signal.SIGTERM, \
+        proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if "interrupted" in l]
+    assert len(lines) == 1 and "(SIGTERM): 0 output file(s) written" in \
+        lines[0], proc.stderr
+    assert [p.name for p in out.rglob("*") if p.is_file()] == ["keep.txt"]

@@ -77,7 +77,10 @@ def dispatch(package, subcommands, doc, argv=None):
         width = max(map(len, subcommands))
         lines += [f"  {name:<{width}}  {what}"
                   for name, what in subcommands.items()]
-        print("\n".join(lines))
+        try:
+            print("\n".join(lines), flush=True)
+        except BrokenPipeError:  # | head
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0 if len(argv) >= 2 else 1)
     name = argv[1].replace("-", "_")
     if name not in subcommands:

@@ -6,7 +6,9 @@
 Defaults reproduce the authors' release: the released jiayi-ma model-29
 weights, upstream's 9 test pairs, min-max ("imsave") saving.  The default
 weights and test pairs are fetched on demand (pinned commit, sha256-checked),
-from --mirror / $STDFUSION_MIRROR when given.
+from --mirror / $STDFUSION_MIRROR when given: the weights into the Keras
+cache ($KERAS_HOME, else ~/.keras) when installed, into ./checkpoint/ from a
+clone (upstream's place).  SIGTERM / Ctrl-C: one line, no partial outputs.
 
 From a clone: ``python test.py``, the same program and flags.
 """
