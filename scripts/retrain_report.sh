@@ -37,7 +37,7 @@ mkdir -p "$(dirname $W)" "$(dirname $H5)"
 cp "$RUN/log/log.txt" ${W}_log.txt
 "$PY" scripts/retrain_figures.py curves --log ${W}_log.txt --out ${W}_curves.png
 
-"$PY" -m stdfusion_tf.assets --groups tno42,peers_tno42
+"$PY" -m stdfusion_tf.commands.assets --groups tno42,peers_tno42
 for set in TNO42:datasets/TNO42 test9:.; do
     name=${set%%:*} dir=${set#*:}
     ir=$dir/ir vi=$dir/vi

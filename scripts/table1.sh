@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 METRICS=${METRICS:-EN,MI,VIF,SF}
 
-"$PY" -m stdfusion_tf.assets --groups tno42,roadscene,peers_tno42
+"$PY" -m stdfusion_tf.commands.assets --groups tno42,roadscene,peers_tno42
 "$PY" test.py --ir_dir datasets/TNO42/ir --vi_dir datasets/TNO42/vi \
     --output_dir results/TNO42/STDFusionNet
 "$PY" test.py --ir_dir datasets/RoadScene/ir --vi_dir datasets/RoadScene/vi \
