@@ -8,6 +8,16 @@ progress, logging, checkpoints, stop on a non-finite loss) and
 ``training.Trainer`` (STDFusionNet), ``umf.reg_training.MRRNTrainer``,
 ``umf.fuse_training.DIFNTrainer``, ``umf.cpstn_training.CPSTNTrainer``.
 
+What every task shares lives here once: the sample order of an epoch
+(:meth:`Engine.order`, :meth:`Engine.batch_indices`), the checks of the
+data and batch size (:meth:`Engine.count_samples`), a partial last batch
+padded to the full size with weight-0 samples (:meth:`Engine.sample_weights`,
+:func:`pad_batch`) and per-sample means (:func:`per_sample_mean`), the
+replica step (:meth:`Engine.minimize` under a tape, :meth:`Engine.on_replicas`
+summing terms / gathering outputs across replicas), what a loss needs from
+the other replicas (:meth:`Engine.replica_sum`, :meth:`Engine.replica_gather`)
+and the optimizers (:meth:`Engine.make_optimizer`).
+
 The engine knows no network: a task hands it a model builder.
 """
 
@@ -15,9 +25,10 @@ import math
 import os
 import time
 
+import numpy as np
+
 from .errors import InputError
 
-LOSS_TERMS = ("total", "vi_pixel", "ir_pixel", "vi_grad", "ir_grad")
 BETA_1, BETA_2 = 0.9, 0.999
 TF1_ADAM_EPSILON = 1e-8
 SHOW_EVERY = 50  # upstream's show_num
@@ -27,10 +38,24 @@ PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16",
               "float64": "float64"}
 
 
-
 class TrainingError(Exception):
     """Training cannot go on (non-finite loss); the message is one line."""
 
+
+def per_sample_mean(x):
+    """Mean over every axis but the first: [N, ...] -> [N]."""
+    from keras import ops
+
+    return ops.mean(x, axis=tuple(range(1, len(x.shape))))
+
+
+def pad_batch(arrays, batch_size):
+    """Arrays of the real samples of a partial batch -> ``batch_size`` rows,
+    the missing ones copies of the first sample (given weight 0 by
+    :meth:`Engine.sample_weights`)."""
+    return tuple(np.concatenate([a, np.repeat(a[:1], batch_size - len(a),
+                                              axis=0)])
+                 if len(a) < batch_size else a for a in arrays)
 
 
 def upstream_learning_rate(epoch, epochs, base):
@@ -123,18 +148,24 @@ class Engine:
       replica's share of the global batch's loss (the shares SUM to it);
     * ``save_epoch(checkpoint_dir, epoch, final)`` -> path written, and
       ``restore`` / ``init_from`` in the task's own checkpoint format;
-    * optionally ``make_log`` (a :class:`LossLog` with the task's terms and
-      line) and ``log_images``.
+    * optionally ``LOG`` (a :class:`LossLog` subclass with the task's terms
+      and line) and ``log_images``;
+    * ``num_samples`` and ``steps_per_epoch`` (:meth:`count_samples` sets
+      them) and ``seed``, which :meth:`order` draws the epoch's order from.
 
     ``adam``: ``"tf1"`` (Keras' Adam = TF1's ``AdamOptimizer``) or
     ``"torch"`` (``torch.optim.Adam``'s arithmetic, :func:`torch_adam_class`).
     The optimizer updates ``optimized_variables()`` (default: all the
     model's trainable variables); a task with more than one optimizer (a
-    GAN) builds the others itself and overrides ``train_step``.
+    GAN) makes the others with :meth:`make_optimizer`, steps them with
+    :meth:`minimize` / :meth:`on_replicas` and overrides ``train_step``.
 
-    :class:`Trainer` is STDFusionNet's task; UMF-CMGR's MRRN is
-    ``stdfusion_tf.umf.reg_training.MRRNTrainer``.
+    ``training.Trainer`` is STDFusionNet's task; UMF-CMGR's are in
+    ``stdfusion_tf.umf.{reg,fuse,cpstn}_training``.
     """
+
+    seed = 0
+    LOG = None  # the task's LossLog class (default: LossLog)
 
     def __init__(self, build_model, batch_size, learning_rate=1e-3,
                  epsilon=TF1_ADAM_EPSILON, strategy=None,
@@ -150,13 +181,62 @@ class Engine:
         self.strategy = strategy or tf.distribute.get_strategy()
         with self.strategy.scope():
             self.model = build_model(PRECISIONS[precision])
+        self.optimizer = self.make_optimizer(
+            self.optimized_variables(), adam, learning_rate, beta_1, epsilon)
+        self._step = tf.function(self._distributed_step)
+
+    def make_optimizer(self, variables, adam="tf1", learning_rate=1e-3,
+                       beta_1=BETA_1, epsilon=TF1_ADAM_EPSILON, **kwargs):
+        """An Adam (``"tf1"``: Keras'; ``"torch"``: :func:`torch_adam_class`)
+        under the strategy, built for ``variables``."""
+        import keras
+
+        with self.strategy.scope():
             adam_class = (keras.optimizers.Adam if adam == "tf1"
                           else torch_adam_class())
-            self.optimizer = adam_class(
+            optimizer = adam_class(
                 learning_rate=learning_rate, beta_1=beta_1, beta_2=BETA_2,
-                epsilon=epsilon)
-            self.optimizer.build(self.optimized_variables())
-        self._step = tf.function(self._distributed_step)
+                epsilon=epsilon, **kwargs)
+            optimizer.build(variables)
+        return optimizer
+
+    # ------------------------------------------------------------ samples --
+    def count_samples(self, count, batch_size, partial=False, what="samples",
+                      flag="--batch_size"):
+        """Check the data and the batch size, then set ``num_samples`` and
+        ``steps_per_epoch``: ``count // batch_size``, or with ``partial``
+        the last, partial batch kept (padded, :meth:`sample_weights`)."""
+        if not count:
+            raise InputError(None, f"no training {what}")
+        if batch_size < 1:
+            raise InputError(None, f"{flag} must be >= 1, got {batch_size}")
+        self.num_samples = count
+        self.steps_per_epoch = (math.ceil(count / batch_size) if partial
+                                else count // batch_size)
+        if not self.steps_per_epoch:
+            raise InputError(None, f"{count} {what} are fewer than one "
+                             f"batch of {batch_size}")
+
+    def order(self, epoch):
+        """The order of the samples in ``epoch``: a permutation drawn from
+        ``(seed, epoch)``, so a resumed run sees an uninterrupted run's
+        batches."""
+        return np.random.default_rng([self.seed, epoch]).permutation(
+            self.num_samples)
+
+    def batch_indices(self, epoch, step):
+        """Sample indices of global batch ``step`` of ``epoch`` (fewer than
+        ``batch_size`` in a partial last batch)."""
+        b = self.batch_size
+        return self.order(epoch)[step * b:(step + 1) * b]
+
+    def sample_weights(self, count):
+        """Per-sample loss weights [batch_size] of a batch of ``count`` real
+        samples: ``1 / count`` each, 0 for the padding, so that weighted sums
+        of per-sample means give the real samples' batch means."""
+        weight = np.zeros((self.batch_size,), np.float32)
+        weight[:count] = np.float32(1.0 / count)
+        return weight
 
     # -------------------------------------------------------- task hooks --
     def optimized_variables(self):
@@ -175,7 +255,7 @@ class Engine:
         raise NotImplementedError
 
     def make_log(self, summary_dir, enabled=True):
-        return LossLog(summary_dir, enabled=enabled)
+        return (self.LOG or LossLog)(summary_dir, enabled=enabled)
 
     def log_images(self, log, epoch, step, global_step):
         """TensorBoard images every SHOW_EVERY steps (none by default)."""
@@ -210,23 +290,76 @@ class Engine:
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     # --------------------------------------------------------------- step --
-    def _replica_step(self, *batch):
+    def minimize(self, loss_fn, optimizer=None, variables=None):
+        """One optimizer step on this replica: ``loss_fn()`` -> (loss,
+        result) under a gradient tape, the gradients of ``loss`` with
+        respect to ``variables`` (default: ``optimized_variables()``)
+        applied by ``optimizer`` (default: the task's) -> result."""
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            terms = self.replica_loss(*batch)
-        variables = self.optimized_variables()
-        grads = tape.gradient(terms["total"], variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        return terms
+            loss, result = loss_fn()
+        if variables is None:
+            variables = self.optimized_variables()
+        grads = tape.gradient(loss, variables)
+        (optimizer or self.optimizer).apply_gradients(zip(grads, variables))
+        return result
 
-    def _distributed_step(self, *batch):
+    def on_replicas(self, replica_fn, *batch):
+        """``replica_fn(*local batch)`` on every replica -> its {term: value}
+        summed over the replicas; a replica_fn that returns (terms, tensor,
+        ...) also gets the tensors gathered along the batch axis."""
         import tensorflow as tf
 
-        per_replica = self.strategy.run(self._replica_step, args=batch)
-        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v,
-                                        axis=None)
-                for k, v in per_replica.items()}
+        out = self.strategy.run(replica_fn, args=batch)
+        terms, tensors = (out[0], out[1:]) if isinstance(out, tuple) else (
+            out, None)
+        terms = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v,
+                                         axis=None)
+                 for k, v in terms.items()}
+        if tensors is None:
+            return terms
+        return (terms,) + tuple(self.strategy.gather(t, axis=0)
+                                for t in tensors)
+
+    @staticmethod
+    def replicas():
+        """How many replicas the current replica step runs on."""
+        import tensorflow as tf
+
+        ctx = tf.distribute.get_replica_context()
+        return ctx.num_replicas_in_sync if ctx is not None else 1
+
+    def replica_sum(self):
+        """In a replica step on several replicas: a function summing a value
+        over them (``all_reduce``); None on one."""
+        import tensorflow as tf
+
+        if self.replicas() == 1:
+            return None
+        ctx = tf.distribute.get_replica_context()
+        return lambda x: ctx.all_reduce(tf.distribute.ReduceOp.SUM, x)
+
+    def replica_gather(self):
+        """In a replica step on several replicas: a function gathering a
+        value's rows from all of them (``all_gather`` on axis 0); None on
+        one."""
+        import tensorflow as tf
+
+        if self.replicas() == 1:
+            return None
+        ctx = tf.distribute.get_replica_context()
+        return lambda x: ctx.all_gather(x, axis=0)
+
+    def _replica_step(self, *batch):
+        def loss():
+            terms = self.replica_loss(*batch)
+            return terms["total"], terms
+
+        return self.minimize(loss)
+
+    def _distributed_step(self, *batch):
+        return self.on_replicas(self._replica_step, *batch)
 
     def train_step(self, batch):
         """One optimizer step on a distributed batch -> {term: float}."""
@@ -246,10 +379,12 @@ class LossLog:
     """Means of the loss terms over the last SHOW_EVERY steps, printed and
     appended to ``log.txt`` in upstream's format; TensorBoard scalars.
 
-    STDFusionNet's terms and lines; another task subclasses it with its own
-    ``TERMS``, ``scalars`` and ``lines``."""
+    A task subclasses it with its ``TERMS`` (``"total"`` first), the
+    TensorBoard names of its terms (``SCALARS``: term -> name, default the
+    term) and, where its line differs from the default one, ``lines``."""
 
-    TERMS = LOSS_TERMS
+    TERMS = ("total",)
+    SCALARS = {}
 
     def __init__(self, summary_dir, enabled=True):
         import tensorflow as tf
@@ -278,17 +413,7 @@ class LossLog:
 
     def scalars(self, terms):
         """(TensorBoard name, value) of one step."""
-        # upstream's summary names (both are the total loss)
-        return [("g_loss_2", terms["total"]), ("loss_g", terms["total"])]
-
-    def images(self, step, vi, ir, fused):
-        import tensorflow as tf
-
-        if self.writer:
-            with self.writer.as_default(step=step):
-                for name, x in (("vi_image", vi), ("ir_image", ir),
-                                ("fusion_images", fused)):
-                    tf.summary.image(f"image/{name}", (x + 1.0) / 2.0)
+        return [(self.SCALARS.get(k, k), terms[k]) for k in self.TERMS]
 
     def flush(self, lr, epoch, epochs, step, steps):
         if not self.count:
@@ -311,14 +436,11 @@ class LossLog:
 
     def lines(self, m, lr, epoch, epochs, step, steps, elapsed):
         """(lines only printed, the line printed and logged) of a window
-        with mean terms ``m``."""
-        line = ("Epoch:[%d/%d], step:[%d/%d], time: [%4.4f], loss_g:[%.4f], "
-                "vi_p_loss:[%.4f], ir_p_loss:[%.4f], vi_grad_loss:[%0.4f], "
-                "ir_grad_loss:[%0.4f]" % (
-                    epoch + 1, epochs, step + 1, steps, elapsed, m["total"],
-                    m["vi_pixel"], m["ir_pixel"], m["vi_grad"],
-                    m["ir_grad"]))
-        return ["learn rate:[%0.6f]" % lr], line
+        with mean terms ``m``; the total is called ``loss``."""
+        return [], ("Epoch:[%d/%d], step:[%d/%d], time: [%.4f], lr:[%g], "
+                    % (epoch + 1, epochs, step + 1, steps, elapsed, lr)
+                    + ", ".join("%s:[%.6f]" % ("loss" if k == "total" else k,
+                                               m[k]) for k in self.TERMS))
 
 
 def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
@@ -374,4 +496,3 @@ def fit(trainer, epochs, checkpoint_dir, summary_dir, learning_rate=1e-3,
         if stop:
             break
     return written
-

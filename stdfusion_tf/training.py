@@ -1,10 +1,9 @@
 """Training STDFusionNet as the released code does, resumable and distributed.
 
-The machinery is the project's one training engine (:class:`Engine`,
-:func:`fit`, :class:`LossLog`), shared with UMF-CMGR's networks: a network's
-training is a small task class on it (batches, loss, checkpoint format, log
-line); :class:`Trainer` is STDFusionNet's, ``stdfusion_tf.umf.reg_training``
-holds MRRN's.
+The machinery is the project's one training engine (:mod:`stdfusion_tf.
+engine`: ``Engine``, ``fit``, ``LossLog``), shared with UMF-CMGR's
+networks: a network's training is a small task class on it (batches, loss,
+checkpoint format, log line); :class:`Trainer` is STDFusionNet's.
 
 Upstream (``train.py`` / ``model.py`` of the release), reproduced:
 
@@ -41,18 +40,53 @@ import numpy as np
 from .checkpoints import (DEFAULT_ROOT, read_tf1_checkpoint,
                           split_tf1_tensors, check_arrays, write_tf1_checkpoint)
 # the engine's names stay importable from here (command lines, tests)
-from .engine import (BETA_1, BETA_2, LOSS_TERMS, PRECISIONS,  # noqa: F401
-                     SHOW_EVERY, TF1_ADAM_EPSILON, Engine, LossLog,
-                     TrainingError, fit, is_chief, make_strategy,
-                     torch_adam_class, upstream_learning_rate)
+from . import engine
+from .engine import (BETA_1, BETA_2, PRECISIONS, SHOW_EVERY,  # noqa: F401
+                     TF1_ADAM_EPSILON, Engine, TrainingError, fit, is_chief,
+                     make_strategy, torch_adam_class, upstream_learning_rate)
 from .errors import InputError
 from .loading import read_weights
 from .losses import fusion_loss
 
 
+LOSS_TERMS = ("total", "vi_pixel", "ir_pixel", "vi_grad", "ir_grad")
+
+
 def run_name(batch_size):
     """Upstream's checkpoint sub-folder: STDFusion_<batch>_Pixel_Grad."""
     return f"STDFusion_{batch_size}_Pixel_Grad"
+
+
+class LossLog(engine.LossLog):
+    """STDFusionNet's log: upstream's terms, summary names and lines, and
+    its TensorBoard images."""
+
+    TERMS = LOSS_TERMS
+
+    def scalars(self, terms):
+        """(TensorBoard name, value) of one step."""
+        # upstream's summary names (both are the total loss)
+        return [("g_loss_2", terms["total"]), ("loss_g", terms["total"])]
+
+    def images(self, step, vi, ir, fused):
+        import tensorflow as tf
+
+        if self.writer:
+            with self.writer.as_default(step=step):
+                for name, x in (("vi_image", vi), ("ir_image", ir),
+                                ("fusion_images", fused)):
+                    tf.summary.image(f"image/{name}", (x + 1.0) / 2.0)
+
+    def lines(self, m, lr, epoch, epochs, step, steps, elapsed):
+        """(lines only printed, the line printed and logged) of a window
+        with mean terms ``m``."""
+        line = ("Epoch:[%d/%d], step:[%d/%d], time: [%4.4f], loss_g:[%.4f], "
+                "vi_p_loss:[%.4f], ir_p_loss:[%.4f], vi_grad_loss:[%0.4f], "
+                "ir_grad_loss:[%0.4f]" % (
+                    epoch + 1, epochs, step + 1, steps, elapsed, m["total"],
+                    m["vi_pixel"], m["ir_pixel"], m["vi_grad"],
+                    m["ir_grad"]))
+        return ["learn rate:[%0.6f]" % lr], line
 
 
 class Trainer(Engine):
@@ -61,6 +95,8 @@ class Trainer(Engine):
     ``patches`` are the (ir, vi, mask) arrays [N, S, S, 1] in [-1, 1].
     """
 
+    LOG = LossLog
+
     def __init__(self, patches, batch_size=32, learning_rate=1e-3,
                  epsilon=TF1_ADAM_EPSILON, mask_norm="once",
                  paper_activations=False, shuffle=False, seed=0,
@@ -68,10 +104,7 @@ class Trainer(Engine):
         from .model import STDFusionNet
 
         self.ir, self.vi, self.mask = patches
-        self.steps_per_epoch = len(self.ir) // batch_size
-        if self.steps_per_epoch == 0:
-            raise InputError(None, f"{len(self.ir)} patches are fewer than "
-                             f"one batch of {batch_size}")
+        self.count_samples(len(self.ir), batch_size, what="patches")
         self.mask_norm = mask_norm
         self.shuffle = shuffle
         self.seed = seed
@@ -82,14 +115,13 @@ class Trainer(Engine):
             strategy=strategy, precision=precision)
 
     # ------------------------------------------------------------ batches --
-    def batch_indices(self, epoch, step):
-        """Patch indices of global batch ``step`` of ``epoch``."""
-        b = self.batch_size
+    def order(self, epoch):
+        """Stored order (upstream), or with ``shuffle`` a permutation drawn
+        from ``seed + epoch``."""
         if self.shuffle:
-            order = np.random.default_rng(self.seed + epoch).permutation(
-                len(self.ir))
-            return order[step * b:(step + 1) * b]
-        return np.arange(step * b, (step + 1) * b)
+            return np.random.default_rng(self.seed + epoch).permutation(
+                self.num_samples)
+        return np.arange(self.num_samples)
 
     def batch_arrays(self, epoch, step):
         idx = self.batch_indices(epoch, step)
