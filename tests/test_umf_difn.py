@@ -30,7 +30,7 @@ def umf():
 
 @pytest.fixture(scope="session")
 def difn(umf):
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf.difn import DIFN
     from stdfusion_tf.umf.layers import from_torch_layout
 
@@ -57,7 +57,7 @@ def fuse(model, ir, vi):
 
 
 def test_state_dict_keys_and_shapes(umf):
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf.difn import DIFN
     from stdfusion_tf.umf.layers import from_torch_layout
 
