@@ -170,7 +170,6 @@ class Engine:
     def __init__(self, build_model, batch_size, learning_rate=1e-3,
                  epsilon=TF1_ADAM_EPSILON, strategy=None,
                  precision="float32", adam="tf1", beta_1=BETA_1):
-        import keras
         import tensorflow as tf
 
         if precision not in PRECISIONS:

@@ -64,7 +64,7 @@ def to_uint8(x):
 
 def check_save_format(save_format):
     if save_format not in SAVE_FORMATS:
-        raise InputError(None, f"--save_format must be png or jpg")
+        raise InputError(None, "--save_format must be png or jpg")
 
 
 def save_u8(array, path, save_format="png"):
