@@ -267,3 +267,87 @@ def atomic_output(path, suffix=""):
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+class StagedOutputs:
+    """The files one run writes under ``folder``, each staged as a hidden
+    temporary file beside its target (``.tmp-stdf<pid>-<name>-…``) and all renamed
+    into place together by :meth:`commit`, so that a run that fails half-way
+    leaves the previous outputs as they were: :meth:`rollback` removes this
+    run's temporary files and the folders it made (when left empty).
+
+    As a context manager: commit when the block succeeds, roll back on any
+    exception (an interrupt included).  ``stage`` may be called from a
+    writer thread (``list.append`` is atomic)."""
+
+    def __init__(self, folder):
+        self.folder = str(folder)
+        self.staged = []  # (temporary file, target)
+        self.made_dirs = []
+
+    def path(self, *parts):
+        """A path under the output folder."""
+        return os.path.join(self.folder, *parts)
+
+    def makedirs(self, folder=None):
+        """Create ``folder`` (default: the output folder) and the missing
+        folders above it, remembering which ones this run made."""
+        self.made_dirs += makedirs(folder or self.folder)
+
+    def stage(self, target, suffix=None):
+        """A hidden temporary file beside ``target`` (its folder created as
+        needed) to write ``target``'s content into; ``suffix`` defaults to
+        the target's extension."""
+        name = str(target)
+        target = os.path.abspath(name)
+        if suffix is None:
+            suffix = os.path.splitext(target)[1]
+        folder = os.path.dirname(target)
+        try:
+            self.makedirs(folder)
+            tmp = mkstemp(folder, os.path.basename(target), suffix)
+        except OSError as exc:
+            raise write_error(name, exc) from exc
+        self.staged.append((tmp, target))
+        return tmp
+
+    @contextlib.contextmanager
+    def writing(self, target, suffix=None):
+        """``stage(target)`` as a block: an InputError of the writer (which
+        names the temporary file) is reported against ``target``."""
+        tmp = self.stage(target, suffix)
+        try:
+            yield tmp
+        except InputError as exc:
+            raise InputError(target, exc.problem) from exc
+
+    def commit(self):
+        """Rename every staged file into place (on a failure, the files not
+        yet renamed are removed as by :meth:`rollback`)."""
+        for tmp, target in self.staged:
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                self.rollback()
+                raise write_error(target, exc) from exc
+            committed(target)
+        self.staged.clear()
+
+    def rollback(self):
+        """Remove this run's temporary files, then the folders it made that
+        are left empty (innermost first)."""
+        for tmp, _ in self.staged:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self.staged.clear()
+        remove_empty_folders(self.made_dirs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            self.commit()
+        else:
+            self.rollback()
+        return False

@@ -329,40 +329,22 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
             raise InputError(ir_path, exc.problem)
     depth = 2 if max(h * w for h, w in shapes) <= LARGE_PIXELS else 1
     fuser.warm_up()
-    created_dir = not os.path.isdir(str(output_dir))
-    timings, pending, staged, made_dirs = [], [], [], []
+    timings, pending = [], []
+    out = fileio.StagedOutputs(output_dir)
     bar = progress.progbar(len(stems), verbose=verbose, unit_name="pair",
                            stateful_metrics=["seconds"])
-
-    def stage(target, suffix=ext):
-        """A hidden temporary file beside ``target``; all of them are
-        renamed into place only when every image is written, so a run that
-        fails half-way leaves the previous outputs as they were."""
-        folder = os.path.dirname(os.path.abspath(target))
-        try:
-            if not os.path.isdir(folder):  # e.g. salient/ of extra outputs
-                os.makedirs(folder)
-                made_dirs.append(folder)
-            tmp = fileio.mkstemp(folder, os.path.basename(target), suffix)
-        except OSError as exc:
-            raise fileio.write_error(target, exc) from exc
-        staged.append((tmp, target))  # list.append is atomic
-        return tmp
 
     def save(fused, i, ir, vi):
         # extra images first: to_image(inplace=True) reuses ``fused``
         for path, array in (extra(stems[i], ir, vi, fused) if extra
                             else {}).items():
-            images.save_image(array, stage(path, os.path.splitext(path)[1]))
-        tmp = stage(targets[i])
-        try:
+            images.save_image(array, out.stage(path))
+        with out.writing(targets[i]) as tmp:
             images.save_image(to_image(fused, paths[i][1], save_mode, color,
                                        inplace=True), tmp)
-        except InputError as exc:
-            raise InputError(targets[i], exc.problem) from exc
 
     try:
-        os.makedirs(str(output_dir), exist_ok=True)
+        out.makedirs()
         with concurrent.futures.ThreadPoolExecutor(1) as writer:
             for i, (ir, vi) in enumerate(prefetched_pairs(paths, depth,
                                                           ir_range)):
@@ -374,28 +356,14 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
                 bar.update(i + 1, values=[("seconds", seconds)])
             for job in pending:
                 job.result()  # re-raise a failed write
-        timings_csv = os.path.join(str(output_dir), "timings.csv")
-        try:
-            write_timings(timings, stage(timings_csv))
-        except InputError as exc:
-            raise InputError(timings_csv, exc.problem) from exc
-        for tmp, target in staged:
-            os.replace(tmp, target)
-            fileio.committed(target)
-        staged.clear()
+        with out.writing(out.path("timings.csv")) as tmp:
+            write_timings(timings, tmp)
+        out.commit()
     except BaseException:
         for job in pending:
             job.cancel()
         concurrent.futures.wait(pending)
-        for tmp, _ in staged:  # only this run's temporary files
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        for folder in reversed(made_dirs):  # folders of extra outputs
-            if os.path.isdir(folder) and not os.listdir(folder):
-                os.rmdir(folder)
-        if created_dir and os.path.isdir(str(output_dir)) \
-                and not os.listdir(str(output_dir)):
-            os.rmdir(str(output_dir))
+        out.rollback()  # only this run's temporary files and folders
         raise
     return timings
 

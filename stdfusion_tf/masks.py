@@ -63,7 +63,7 @@ import numpy as np
 
 from . import images
 from .errors import InputError, one_line
-from .fileio import atomic_output
+from .fileio import StagedOutputs, atomic_output
 
 # labelme's shape_to_mask defaults
 LINE_WIDTH = 10
@@ -392,20 +392,13 @@ def make_masks(ir_dir, json_dir=None, output_dir="Train_ir_mask", blur=0.0,
                              f"--labels {', '.join(unseen)}: no shape has "
                              f"this label (labels used: "
                              f"{', '.join(sorted(seen)) or 'none'})")
-    created = not os.path.isdir(str(output_dir))
-    written, report = [], []
-    try:
+    report = []
+    # staged, renamed into place together at the end; a failure leaves the
+    # earlier masks as they were (fileio.StagedOutputs, as fusion does)
+    with StagedOutputs(output_dir) as out:
         for stem, note, target in jobs:
             mask = annotation_to_mask(note, labels, line_width, point_size)
-            save_mask(to_uint8(mask, blur), target)
-            written.append(target)
+            with out.writing(target) as tmp:
+                save_mask(to_uint8(mask, blur), tmp)
             report.append((target, float(mask.mean())))
-    except BaseException:
-        for path in written:
-            if os.path.exists(path):
-                os.remove(path)
-        if created and os.path.isdir(str(output_dir)) \
-                and not os.listdir(str(output_dir)):
-            os.rmdir(str(output_dir))
-        raise
     return report

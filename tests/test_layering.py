@@ -83,3 +83,68 @@ def test_formats_presets_and_downloads_do_not_know_the_model():
     for low in ("checkpoints", "presets", "assets", "errors", "fileio"):
         assert not edges[f"stdfusion_tf.{low}"] & {
             "stdfusion_tf.model", "stdfusion_tf.loading"}, low
+
+
+# The floors: command lines on top (stdfusion_tf.commands, cli), the library
+# in the middle, and at the bottom what every floor uses and which imports
+# nothing above it: errors, file writes, progress, image files, metrics.
+BOTTOM = {f"stdfusion_tf.{m}" for m in ("errors", "fileio", "progress",
+                                        "images", "metrics")}
+
+
+def _rooms(edges, prefix):
+    return {n: e for n, e in edges.items()
+            if n == prefix or n.startswith(prefix + ".")}
+
+
+def test_the_bottom_floor_imports_nothing_above_it():
+    edges = graph()
+    for name in BOTTOM:
+        assert edges[name] <= BOTTOM, (name, edges[name] - BOTTOM)
+
+
+def test_the_library_does_not_import_the_command_lines():
+    edges = graph()
+    for name, imported in edges.items():
+        if name.startswith("stdfusion_tf.commands"):
+            continue
+        assert not {m for m in imported
+                    if m.startswith("stdfusion_tf.commands")}, name
+
+
+def test_the_engine_knows_no_network():
+    """Every trainer runs on stdfusion_tf.engine; it is handed a model
+    builder and imports only the bottom floor."""
+    edges = graph()
+    assert edges["stdfusion_tf.engine"] <= BOTTOM, edges["stdfusion_tf.engine"]
+    for task in ("training", "umf.reg_training", "umf.fuse_training",
+                 "umf.cpstn_training"):
+        assert "stdfusion_tf.engine" in edges[f"stdfusion_tf.{task}"], task
+
+
+def test_weights_io_and_registration_know_no_network_or_program():
+    """The weights I/O layer (TF1, Keras, PyTorch files) sits on the bottom
+    floor only; registration (where present) imports no command line and
+    no fuser."""
+    edges = graph()
+    for name, imported in _rooms(edges, "stdfusion_tf.checkpoints").items():
+        outside = {m for m in imported
+                   if not m.startswith("stdfusion_tf.checkpoints")}
+        assert outside <= BOTTOM, (name, outside - BOTTOM)
+    for name, imported in _rooms(edges, "stdfusion_tf.registration").items():
+        assert not {m for m in imported if m.startswith(
+            ("stdfusion_tf.commands", "stdfusion_tf.cli",
+             "stdfusion_tf.fusion", "stdfusion_tf.umf.fusers",
+             "stdfusion_tf.umf.pipeline"))}, name
+
+
+def test_umf_pipeline_rooms():
+    """UMF-CMGR's folder runs: image I/O, colour and the flow picture know
+    no network; only the fusers and the orchestration do."""
+    edges = graph()
+    networks = {f"stdfusion_tf.umf.{m}" for m in ("mrrn", "difn", "cpstn",
+                                                  "fusers", "pipeline")}
+    for room in ("image_io", "ycrcb", "flow_picture"):
+        imported = edges[f"stdfusion_tf.umf.{room}"]
+        assert not imported & networks, (room, imported & networks)
+        assert "stdfusion_tf.fusion" not in imported, room

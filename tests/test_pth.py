@@ -1,4 +1,4 @@
-"""stdfusion_tf.pth: .pth files read without PyTorch and without running
+"""stdfusion_tf.checkpoints.pth: .pth files read without PyTorch and without running
 pickled code.  Fixtures made by tests/fixtures/make_pth_fixtures.py."""
 
 import collections
@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 from stdfusion_tf.errors import InputError
-from stdfusion_tf.pth import load_pth
+from stdfusion_tf.checkpoints.pth import load_pth
 
 FIXTURES = ROOT / "tests" / "fixtures"
 

@@ -17,7 +17,7 @@ def umf_weights(umf):
 
 @pytest.fixture(scope="session")
 def fus_state(umf_weights):
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     return load_pth(umf_weights / "fus_0200.pth")
 
 
@@ -30,7 +30,7 @@ def _figure(stdout, after):
     ("fus_0200", "difn", "DIFN (difn, nfeats=64)", 24)])
 def test_cli_converts_validates_and_reloads(umf_weights, tmp_path, name, kind,
                                             title, variables):
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf import weights
 
     dst = tmp_path / "out" / f"{name}.weights.h5"
@@ -170,7 +170,7 @@ def test_cpstn_detected_with_sizes_from_shapes(tmp_path):
     keys and shapes, also DataParallel-prefixed and wrapped; the sizes
     travel in the .weights.h5."""
     from stdfusion_tf.errors import InputError
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf import weights
 
     fixtures = ROOT / "tests" / "fixtures"

@@ -32,7 +32,7 @@ def expected():
 
 
 def loaded(model, path):
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf.layers import from_torch_layout
 
     state = load_pth(path)

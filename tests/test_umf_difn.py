@@ -20,7 +20,7 @@ BATCH = 8  # 256 x 256 pairs per call (~2 GB of activations)
 
 @pytest.fixture(scope="session")
 def difn(umf):
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf.difn import DIFN
     from stdfusion_tf.umf.layers import from_torch_layout
 
@@ -47,7 +47,7 @@ def fuse(model, ir, vi):
 
 
 def test_state_dict_keys_and_shapes(umf):
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf.difn import DIFN
     from stdfusion_tf.umf.layers import from_torch_layout
 

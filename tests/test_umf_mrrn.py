@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, UMF
 from stdfusion_tf.images import read_gray_cv2
-from stdfusion_tf.pth import load_pth
+from stdfusion_tf.checkpoints.pth import load_pth
 from stdfusion_tf.umf import layers, mrrn, warp
 
 FIXTURES = ROOT / "tests" / "fixtures"

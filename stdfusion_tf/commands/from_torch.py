@@ -4,7 +4,7 @@ r"""Convert upstream UMF-CMGR PyTorch weights (.pth) to Keras weights.
         --dst checkpoint/umf/reg_0800.weights.h5
 
 The .pth file is read without PyTorch and without running pickled code
-(stdfusion_tf.pth: an allow-list unpickler; any other global is refused).
+(stdfusion_tf.checkpoints.pth: an allow-list unpickler; any other global is refused).
 The network -- MRRN, DIFN, CPSTN generator or discriminator -- is detected
 from the state_dict keys (--network to insist on one); official files'
 {'net': ...} wrapping, DataParallel 'module.' prefixes, MRRN's enc.6-enc.21
@@ -98,7 +98,7 @@ def main(argv):
 
     from stdfusion_tf.errors import InputError
     from stdfusion_tf.fileio import atomic_output
-    from stdfusion_tf.pth import load_pth
+    from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf import weights
 
     dst = weights.check_destination(FLAGS.dst)

@@ -1,6 +1,6 @@
 """Training CPSTN (UMF-CMGR's pseudo-infrared generator) as upstream's
 ``CPSTN/train.py`` with ``models/cycle_gan_model.py`` does, on the project's
-training engine (:class:`stdfusion_tf.training.Engine`).
+training engine (:class:`stdfusion_tf.engine.Engine`).
 
 CPSTN is a CycleGAN with UMF-CMGR's extra losses.  Code names (the paper's):
 ``G_A`` visible -> infrared (the CPSTN generator used at test time), ``G_B``
@@ -61,7 +61,8 @@ after every epoch.
 
 import numpy as np
 
-from .. import training
+from .. import engine
+from ..engine import per_sample_mean
 from ..errors import InputError
 from . import cpstn_data, task_state
 
@@ -137,18 +138,12 @@ def init_normal(model, rng):
 
 # ---------------------------------------------------------------- loss --
 
-def _per_sample_mean(x):
-    from keras import ops
-
-    return ops.mean(x, axis=tuple(range(1, len(x.shape))))
-
-
 def gan_loss(pred, target_is_real):
     """LSGAN per sample: mean((D(x) - label)^2)."""
     from keras import ops
 
-    return _per_sample_mean(ops.square(pred - (1.0 if target_is_real
-                                               else 0.0)))
+    return per_sample_mean(ops.square(pred - (1.0 if target_is_real
+                                              else 0.0)))
 
 
 def _gram_rows(f, hw):
@@ -191,8 +186,8 @@ def vgg_loss(vgg, x, y, total_batch, gather=None):
     style = 0.0
     for w, a, b in zip(STYLE_WEIGHTS, fx, fy):
         style = style + w * gram_mse_share(a, b, total_batch, gather)
-    content = ops.sum(_per_sample_mean(ops.abs(fx[3] - fy[3]))) / total_batch
-    l1 = ops.sum(_per_sample_mean(ops.abs(x - y))) / total_batch
+    content = ops.sum(per_sample_mean(ops.abs(fx[3] - fy[3]))) / total_batch
+    l1 = ops.sum(per_sample_mean(ops.abs(x - y))) / total_batch
     return l1 + content + STYLE_FACTOR * style
 
 
@@ -229,13 +224,13 @@ def edge_loss(x, y):
     if x.shape[-1] == 1:
         x, y = ops.repeat(x, 3, axis=-1), ops.repeat(y, 3, axis=-1)
     d = laplacian_level(x) - laplacian_level(y)
-    return _per_sample_mean(ops.sqrt(d * d + CHARBONNIER_EPS ** 2))
+    return per_sample_mean(ops.sqrt(d * d + CHARBONNIER_EPS ** 2))
 
 
 def l1(x, y):
     from keras import ops
 
-    return _per_sample_mean(ops.abs(x - y))
+    return per_sample_mean(ops.abs(x - y))
 
 
 def generator_loss(model, vgg, real_A, real_B, total_batch, gather=None,
@@ -285,14 +280,12 @@ def discriminator_loss(model, real_A, real_B, pool_B, pool_A, total_batch):
 
 # ------------------------------------------------------------- trainer --
 
-class CPSTNLossLog(training.LossLog):
+class CPSTNLossLog(engine.LossLog):
     """Upstream's ``loss_names`` (identity terms are 0 and left out) plus
     the cross and edge terms it computes but does not print."""
 
     TERMS = LOSS_TERMS
-
-    def scalars(self, terms):
-        return [(k if k != "total" else "G", terms[k]) for k in LOSS_TERMS]
+    SCALARS = {"total": "G"}
 
     def lines(self, m, lr, epoch, epochs, step, steps, elapsed):
         body = " ".join(f"{k}: {m[k]:.3f}" for k in LOSS_TERMS[1:])
@@ -301,7 +294,7 @@ class CPSTNLossLog(training.LossLog):
                             m["total"], body))
 
 
-class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
+class CPSTNTrainer(task_state.TorchStateMixin, engine.Engine):
     """CPSTN's training task.  ``data`` = (A uint8 [N_A, L, L, 3], B uint8
     [N_B, L, L]) resized to ``load_size`` (:func:`cpstn_data.
     read_unaligned`); ``vgg_state``: torchvision's VGG19 state dict, or
@@ -309,6 +302,7 @@ class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
 
     KIND = "cpstn"
     TITLE = "CPSTN CycleGAN"
+    LOG = CPSTNLossLog
 
     def __init__(self, data, vgg_state=None, batch_size=1, learning_rate=LR,
                  beta1=BETA1, ngf=64, ndf=64, crop_size=cpstn_data.CROP_SIZE,
@@ -319,16 +313,10 @@ class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
         from . import vgg
 
         self.A, self.B = data
-        if not len(self.A) or not len(self.B):
-            raise InputError(None, "no training images")
-        if batch_size < 1:
-            raise InputError(None, f"--batch_size must be >= 1, got "
-                             f"{batch_size}")
         self.size = max(len(self.A), len(self.B))
-        self.steps_per_epoch = self.size // batch_size
-        if not self.steps_per_epoch:
-            raise InputError(None, f"{self.size} images are fewer than one "
-                             f"batch of {batch_size}")
+        # both domains need images; an epoch runs over the larger one
+        self.count_samples(self.size if len(self.A) and len(self.B) else 0,
+                           batch_size, what="images")
         self.crop_size = crop_size
         self.no_flip = no_flip
         self.serial_batches = serial_batches
@@ -353,12 +341,9 @@ class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
         self.dtype = "float64" if precision == "float64" else "float32"
         import tensorflow as tf
 
-        with self.strategy.scope():
-            self.optimizer_D = training.torch_adam_class()(
-                learning_rate=learning_rate, beta_1=beta1,
-                beta_2=training.BETA_2, epsilon=PYTORCH_ADAM_EPSILON,
-                name="adam_D")
-            self.optimizer_D.build(self.d_variables())
+        self.optimizer_D = self.make_optimizer(
+            self.d_variables(), "torch", learning_rate, beta1,
+            PYTORCH_ADAM_EPSILON, name="adam_D")
         self._g_step = tf.function(self._distributed_g_step)
         self._d_step = tf.function(self._distributed_d_step)
 
@@ -381,13 +366,12 @@ class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
     def order(self, epoch):
         if self.serial_batches:
             return np.arange(self.size)
-        return np.random.default_rng([self.seed, epoch]).permutation(
-            self.size)
+        return super().order(epoch)
 
     def batch_arrays(self, epoch, step):
         """(A [b, S, S, 3], B [b, S, S, 1]) in [-1, 1]."""
-        b, s = self.batch_size, self.crop_size
-        idx = self.order(epoch)[step * b:(step + 1) * b]
+        s = self.crop_size
+        idx = self.batch_indices(epoch, step)
         rng = np.random.default_rng([self.seed, epoch, step, 2])
         a_out, b_out = [], []
         for i in idx:
@@ -406,57 +390,31 @@ class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
         return (((s, s, 3), self.dtype), ((s, s, 1), self.dtype))
 
     # --------------------------------------------------------------- step --
-    def _gather_fn(self):
-        import tensorflow as tf
-
-        ctx = tf.distribute.get_replica_context()
-        if ctx is None or ctx.num_replicas_in_sync == 1:
-            return None
-        return lambda x: ctx.all_gather(x, axis=0)
-
+    # Both steps are the engine's replica step (minimize) with their own
+    # loss, optimizer and variables, summed / gathered by on_replicas.
     def _replica_g_step(self, real_A, real_B):
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
+        def loss():
             terms, fake_B, fake_A = generator_loss(
                 self.model, self.vgg, real_A, real_B, self.batch_size,
-                self._gather_fn(), *self.lambdas)
-        variables = self.optimized_variables()
-        grads = tape.gradient(terms["total"], variables)
-        self.optimizer.apply_gradients(zip(grads, variables))
-        return terms, fake_B, fake_A
+                self.replica_gather(), *self.lambdas)
+            return terms["total"], (terms, fake_B, fake_A)
+
+        return self.minimize(loss)
 
     def _distributed_g_step(self, real_A, real_B):
-        import tensorflow as tf
-
-        terms, fake_B, fake_A = self.strategy.run(self._replica_g_step,
-                                                  args=(real_A, real_B))
-        terms = {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v,
-                                         axis=None)
-                 for k, v in terms.items()}
-        return (terms, self.strategy.gather(fake_B, axis=0),
-                self.strategy.gather(fake_A, axis=0))
+        return self.on_replicas(self._replica_g_step, real_A, real_B)
 
     def _replica_d_step(self, real_A, real_B, pool_B, pool_A):
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
+        def loss():
             terms = discriminator_loss(self.model, real_A, real_B, pool_B,
                                        pool_A, self.batch_size)
-            total = terms["D_A"] + terms["D_B"]
-        variables = self.d_variables()
-        grads = tape.gradient(total, variables)
-        self.optimizer_D.apply_gradients(zip(grads, variables))
-        return terms
+            return terms["D_A"] + terms["D_B"], terms
+
+        return self.minimize(loss, self.optimizer_D, self.d_variables())
 
     def _distributed_d_step(self, real_A, real_B, pool_B, pool_A):
-        import tensorflow as tf
-
-        terms = self.strategy.run(self._replica_d_step,
-                                  args=(real_A, real_B, pool_B, pool_A))
-        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v,
-                                        axis=None)
-                for k, v in terms.items()}
+        return self.on_replicas(self._replica_d_step, real_A, real_B,
+                                pool_B, pool_A)
 
     def _distribute(self, array):
         """A global-batch NumPy array -> per-replica slices."""
@@ -482,9 +440,6 @@ class CPSTNTrainer(task_state.TorchStateMixin, training.Engine):
         out = {k: float(v) for k, v in terms.items()}
         out.update({k: float(v) for k, v in d_terms.items()})
         return out
-
-    def make_log(self, summary_dir, enabled=True):
-        return CPSTNLossLog(summary_dir, enabled=enabled)
 
     # -------------------------------------------------------- checkpoints --
     def extra_state(self):

@@ -1,5 +1,5 @@
 """Training DIFN as upstream's ``Trainer/train_fuse.py`` does, on the
-project's training engine (:class:`stdfusion_tf.training.Engine`).
+project's training engine (:class:`stdfusion_tf.engine.Engine`).
 
 Upstream, reproduced (the code wins where the paper differs):
 
@@ -51,13 +51,12 @@ checkpoints are ``fus_<epoch>.weights.h5`` (what ``umf.test_fuse
 --checkpoint`` loads) plus ``train_state.npz`` after every epoch.
 """
 
-import math
 from math import exp
 
 import numpy as np
 
-from .. import training
-from ..errors import InputError
+from .. import engine
+from ..engine import pad_batch, per_sample_mean
 from . import difn, task_state, weights
 
 ALPHA, BETA, THETA = 1.0, 20.0, 5.0
@@ -96,12 +95,6 @@ def _filter(x, window):
                     padding="valid")
 
 
-def _per_sample_mean(x):
-    from keras import ops
-
-    return ops.mean(x, axis=tuple(range(1, len(x.shape))))
-
-
 def ssim_level(img1, img2, max_val):
     """``MSSSIM._ssim`` per sample: (mean SSIM [N], mean contrast-structure
     [N]) at one scale."""
@@ -117,7 +110,7 @@ def ssim_level(img1, img2, max_val):
     v1 = 2.0 * sigma12 + c2
     v2 = sigma1_sq + sigma2_sq + c2
     ssim_map = ((2 * mu1_mu2 + c1) * v1) / ((mu1_sq + mu2_sq + c1) * v2)
-    return _per_sample_mean(ssim_map), _per_sample_mean(v1 / v2)
+    return per_sample_mean(ssim_map), per_sample_mean(v1 / v2)
 
 
 def msssim_level_means(img1, img2, weight, max_val=MSSSIM_MAX_VAL,
@@ -180,9 +173,9 @@ def fusion_loss(fused, ir, vi, map_ir, map_vi, weight, alpha=ALPHA,
         ms_global = ops.stop_gradient(msssim_from_means(total_means))
         ms_term = (1.0 / replicas - msssim_from_means(local)
                    + ms_global * ((replicas - 1) / replicas))
-    l1 = ops.sum(weight * _per_sample_mean(ops.abs(fused - target)))
+    l1 = ops.sum(weight * per_sample_mean(ops.abs(fused - target)))
     joint = ops.maximum(ops.abs(laplacian(ir)), ops.abs(laplacian(vi)))
-    grad = ops.sum(weight * _per_sample_mean(
+    grad = ops.sum(weight * per_sample_mean(
         ops.abs(joint - ops.abs(laplacian(fused)))))
     total = alpha * ms_term + beta * l1 + theta * grad
     return {"total": total, "msssim": ms_term, "l1": l1, "grad": grad}
@@ -190,39 +183,27 @@ def fusion_loss(fused, ir, vi, map_ir, map_vi, weight, alpha=ALPHA,
 
 # --------------------------------------------------------------- trainer --
 
-class FuseLossLog(training.LossLog):
+class FuseLossLog(engine.LossLog):
     """DIFN's terms (upstream only plots the total, visdom 'Total-loss')."""
 
     TERMS = LOSS_TERMS
-
-    def scalars(self, terms):
-        return [("Total-loss", terms["total"]),
-                ("MSSSIM-loss", terms["msssim"]), ("L1-loss", terms["l1"]),
-                ("Grad-loss", terms["grad"])]
-
-    def lines(self, m, lr, epoch, epochs, step, steps, elapsed):
-        return [], ("Epoch:[%d/%d], step:[%d/%d], time: [%.4f], lr:[%g], "
-                    "loss:[%.6f], msssim:[%.6f], l1:[%.6f], grad:[%.6f]" % (
-                        epoch + 1, epochs, step + 1, steps, elapsed, lr,
-                        m["total"], m["msssim"], m["l1"], m["grad"]))
+    SCALARS = {"total": "Total-loss", "msssim": "MSSSIM-loss",
+               "l1": "L1-loss", "grad": "Grad-loss"}
 
 
-class DIFNTrainer(task_state.TorchStateMixin, training.Engine):
+class DIFNTrainer(task_state.TorchStateMixin, engine.Engine):
     """DIFN's training task.  ``data`` = (ir, vi, ir_map, vi_map) uint8
     [N, H, W] arrays (:func:`read_quads`)."""
 
     KIND = "difn"
+    LOG = FuseLossLog
 
     def __init__(self, data, batch_size=8, learning_rate=1e-3, alpha=ALPHA,
                  beta=BETA, theta=THETA, msssim_max_val=MSSSIM_MAX_VAL,
                  seed=0, save_every=SAVE_EVERY, strategy=None):
         self.ir, self.vi, self.ir_map, self.vi_map = data
-        if not len(self.ir):
-            raise InputError(None, "no training images")
-        if batch_size < 1:
-            raise InputError(None, f"--batchsize must be >= 1, got "
-                             f"{batch_size}")
-        self.steps_per_epoch = math.ceil(len(self.ir) / batch_size)
+        self.count_samples(len(self.ir), batch_size, partial=True,
+                           what="images", flag="--batchsize")
         self.weights_abt = (alpha, beta, theta)
         self.msssim_max_val = msssim_max_val
         self.seed = seed
@@ -234,21 +215,14 @@ class DIFNTrainer(task_state.TorchStateMixin, training.Engine):
                          adam="torch")
 
     # ------------------------------------------------------------ batches --
-    def order(self, epoch):
-        return np.random.default_rng([self.seed, epoch]).permutation(
-            len(self.ir))
-
     def batch_arrays(self, epoch, step):
         """(ir, vi, ir_map, vi_map) [B, H, W, 1] in [0, 1] and the
         per-sample loss weights [B] (0 for the partial batch's padding)."""
-        b = self.batch_size
-        idx = self.order(epoch)[step * b:(step + 1) * b]
-        full = np.concatenate([idx, np.full(b - len(idx), idx[0])])
-        out = tuple(difn.scale_in(a[full])[..., None]
+        idx = self.batch_indices(epoch, step)
+        out = tuple(difn.scale_in(a[idx])[..., None]
                     for a in (self.ir, self.vi, self.ir_map, self.vi_map))
-        weight = np.zeros((b,), np.float32)
-        weight[:len(idx)] = np.float32(1.0 / len(idx))
-        return out + (weight,)
+        return pad_batch(out, self.batch_size) + (
+            self.sample_weights(len(idx)),)
 
     def batch_signature(self):
         s = self.ir.shape[1:] + (1,)
@@ -256,22 +230,11 @@ class DIFNTrainer(task_state.TorchStateMixin, training.Engine):
 
     # --------------------------------------------------------------- loss --
     def replica_loss(self, ir, vi, ir_map, vi_map, weight):
-        import tensorflow as tf
-
         fused = self.model((ir, vi), training=True)
-        ctx = tf.distribute.get_replica_context()
-        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
-        global_sum = None
-        if replicas > 1:
-            def global_sum(x):
-                return ctx.all_reduce(tf.distribute.ReduceOp.SUM, x)
         alpha, beta, theta = self.weights_abt
         return fusion_loss(fused, ir, vi, ir_map, vi_map, weight, alpha,
-                           beta, theta, self.msssim_max_val, global_sum,
-                           replicas)
-
-    def make_log(self, summary_dir, enabled=True):
-        return FuseLossLog(summary_dir, enabled=enabled)
+                           beta, theta, self.msssim_max_val,
+                           self.replica_sum(), self.replicas())
 
     # -------------------------------------------------------- checkpoints --
     def weights_files(self, epoch):

@@ -1,5 +1,5 @@
 """Training MRRN as upstream's ``Trainer/train_reg.py`` does, on the project's
-training engine (:class:`stdfusion_tf.training.Engine`).
+training engine (:class:`stdfusion_tf.engine.Engine`).
 
 Upstream, reproduced (the code wins where the paper differs):
 
@@ -50,7 +50,8 @@ import math
 
 import numpy as np
 
-from .. import images, training
+from .. import engine, images
+from ..engine import pad_batch, per_sample_mean
 from ..errors import InputError
 from . import deform, weights
 from .task_state import STATE_FILE, TorchStateMixin, has_state  # noqa: F401
@@ -138,18 +139,12 @@ def misalign(ir, rng):
 
 # ------------------------------------------------------------------ loss --
 
-def _per_sample_mean(x):
-    from keras import ops
-
-    return ops.mean(x, axis=tuple(range(1, len(x.shape))))
-
-
 def smoothness(flow):
     """Upstream's ``gradient_loss`` (penalty 'l2') per sample:
     ``(mean(dx^2) + mean(dy^2)) / 2`` of the [N, H, W, 2] flow."""
     dy = flow[:, 1:, :, :] - flow[:, :-1, :, :]
     dx = flow[:, :, 1:, :] - flow[:, :, :-1, :]
-    return (_per_sample_mean(dx * dx) + _per_sample_mean(dy * dy)) / 2.0
+    return (per_sample_mean(dx * dx) + per_sample_mean(dy * dy)) / 2.0
 
 
 def vgg_features(vgg, x):
@@ -165,7 +160,7 @@ def feature_l1(vgg, x, y):
     from keras import ops
 
     fy = ops.stop_gradient(vgg_features(vgg, y))
-    return _per_sample_mean(ops.abs(vgg_features(vgg, x) - fy))
+    return per_sample_mean(ops.abs(vgg_features(vgg, x) - fy))
 
 
 def reg_loss(vgg, registered, tgt_warped, tgt, src, flow, weight):
@@ -176,8 +171,8 @@ def reg_loss(vgg, registered, tgt_warped, tgt, src, flow, weight):
 
     feat = (feature_l1(vgg, registered, tgt)
             + REVERSE_WEIGHT * feature_l1(vgg, tgt_warped, src))
-    pixel = (_per_sample_mean(ops.abs(tgt - registered))
-             + REVERSE_WEIGHT * _per_sample_mean(ops.abs(src - tgt_warped)))
+    pixel = (per_sample_mean(ops.abs(tgt - registered))
+             + REVERSE_WEIGHT * per_sample_mean(ops.abs(src - tgt_warped)))
     grad = smoothness(flow)
     total = FEAT_WEIGHT * feat + GRAD_WEIGHT * grad
     return {k: ops.sum(weight * v) for k, v in
@@ -187,28 +182,21 @@ def reg_loss(vgg, registered, tgt_warped, tgt, src, flow, weight):
 
 # --------------------------------------------------------------- trainer --
 
-class RegLossLog(training.LossLog):
+class RegLossLog(engine.LossLog):
     """MRRN's terms; TensorBoard names as upstream's visdom windows."""
 
     TERMS = LOSS_TERMS
-
-    def scalars(self, terms):
-        return [("Total-loss", terms["total"]), ("Feats-loss", terms["feat"]),
-                ("Pixel-loss", terms["pixel"]), ("Grad-loss", terms["grad"])]
-
-    def lines(self, m, lr, epoch, epochs, step, steps, elapsed):
-        return [], ("Epoch:[%d/%d], step:[%d/%d], time: [%.4f], lr:[%g], "
-                    "loss:[%.6f], feat:[%.6f], pixel:[%.6f], grad:[%.6f]" % (
-                        epoch + 1, epochs, step + 1, steps, elapsed, lr,
-                        m["total"], m["feat"], m["pixel"], m["grad"]))
+    SCALARS = {"total": "Total-loss", "feat": "Feats-loss",
+               "pixel": "Pixel-loss", "grad": "Grad-loss"}
 
 
-class MRRNTrainer(TorchStateMixin, training.Engine):
+class MRRNTrainer(TorchStateMixin, engine.Engine):
     """MRRN's training task.  ``pairs`` = (ir list, it list) of uint8
     images (:func:`read_pairs`); ``vgg_state``: a torchvision VGG19 state
     dict, or None for a random one (``vgg_seed``)."""
 
     KIND = "mrrn"
+    LOG = RegLossLog
 
     def __init__(self, pairs, vgg_state=None, batch_size=16,
                  learning_rate=1e-3, crop_size=CROP_SIZE, seed=0,
@@ -216,12 +204,8 @@ class MRRNTrainer(TorchStateMixin, training.Engine):
         from . import vgg
 
         self.ir, self.it = pairs
-        if not self.ir:
-            raise InputError(None, "no training pairs")
-        if batch_size < 1:
-            raise InputError(None, f"--batchsize must be >= 1, got "
-                             f"{batch_size}")
-        self.steps_per_epoch = math.ceil(len(self.ir) / batch_size)
+        self.count_samples(len(self.ir), batch_size, partial=True,
+                           what="pairs", flag="--batchsize")
         self.crop_size = crop_size
         self.seed = seed
         self.save_every = save_every
@@ -237,27 +221,21 @@ class MRRNTrainer(TorchStateMixin, training.Engine):
                          adam="torch")
 
     # ------------------------------------------------------------ batches --
-    def order(self, epoch):
-        return np.random.default_rng([self.seed, epoch]).permutation(
-            len(self.ir))
-
     def batch_arrays(self, epoch, step):
         """(tgt, src, weight): pseudo-infrared crops, misaligned infrared
         crops [B, S, S, 1], per-sample loss weights [B]."""
-        b, s = self.batch_size, self.crop_size
-        idx = self.order(epoch)[step * b:(step + 1) * b]
+        s = self.crop_size
+        idx = self.batch_indices(epoch, step)
         rng = np.random.default_rng([self.seed, epoch, step, 1])
-        tgt = np.zeros((b, s, s, 1), np.float32)
-        src = np.zeros((b, s, s, 1), np.float32)
-        weight = np.zeros((b,), np.float32)
+        tgt = np.zeros((len(idx), s, s, 1), np.float32)
+        src = np.zeros((len(idx), s, s, 1), np.float32)
         for k, i in enumerate(idx):
             box = crop_params(rng, *self.ir[i].shape)
             ir, it = resized_crop(self.ir[i], self.it[i], box, s)
             tgt[k, ..., 0] = it
             src[k, ..., 0] = misalign(ir, rng)
-        weight[:len(idx)] = np.float32(1.0 / len(idx))
-        tgt[len(idx):], src[len(idx):] = tgt[0], src[0]  # weight 0
-        return tgt, src, weight
+        return pad_batch((tgt, src), self.batch_size) + (
+            self.sample_weights(len(idx)),)
 
     def batch_signature(self):
         s = (self.crop_size, self.crop_size, 1)
@@ -268,9 +246,6 @@ class MRRNTrainer(TorchStateMixin, training.Engine):
         registered, tgt_warped, flow = self.model((tgt, src), training=True)
         return reg_loss(self.vgg, registered, tgt_warped, tgt, src, flow,
                         weight)
-
-    def make_log(self, summary_dir, enabled=True):
-        return RegLossLog(summary_dir, enabled=enabled)
 
     # -------------------------------------------------------- checkpoints --
     def weights_files(self, epoch):

@@ -22,7 +22,7 @@ def has_state(checkpoint_dir):
 
 
 class TorchStateMixin:
-    """For an :class:`~stdfusion_tf.training.Engine` whose model has
+    """For an :class:`~stdfusion_tf.engine.Engine` whose model has
     ``torch_variables()``; ``KIND`` is its ``weights`` kind."""
 
     KIND = None

@@ -16,7 +16,7 @@ The inputs are what upstream feeds: gray images repeated to 3 channels, in
 normalisation.
 
 The weights are never downloaded on this machine's tests: :func:`load`
-reads a local file through :func:`stdfusion_tf.pth.load_pth` (no pickled
+reads a local file through :func:`stdfusion_tf.checkpoints.pth.load_pth` (no pickled
 code runs), :func:`fetch` gets it with ``keras.utils.get_file`` from the
 pinned URL and checks it as ``torch.hub`` does (the file name carries the
 first 8 hex digits of its sha256).  ``random`` builds a randomly
@@ -207,7 +207,7 @@ def fetch():
 def resolve(spec):
     """``--vgg19``: None (the cached / downloaded file), a file, or
     ``random`` -> (state dict or None for random, description)."""
-    from .. import pth
+    from ..checkpoints import pth
 
     if spec == "random":
         return None, "random"

@@ -1,9 +1,13 @@
 """UMF-CMGR weights: which network a file holds, and state_dict <-> Keras.
 
 Four networks, one in-memory form: the upstream PyTorch ``state_dict``
-(``{key: np.ndarray}`` in PyTorch's layout, as :func:`stdfusion_tf.pth.load_pth`
-returns it).  Each Keras model maps the same keys to its variables
-(``model.torch_variables()``, derived from its layer structure).
+(``{key: np.ndarray}`` in PyTorch's layout, as
+:func:`stdfusion_tf.checkpoints.pth.load_pth` returns it).  Each Keras model
+maps the same keys to its variables (``model.torch_variables()``, derived
+from its layer structure).  One registry (:data:`NETWORKS`) holds, per
+network, what the rest is derived from: its title, Keras class and default
+sizes, the keys that identify its state dict and how its sizes are read
+from one.
 
 =========  ==========================================  ======================
 kind       network (upstream class)                    released file
@@ -37,37 +41,30 @@ CycleGAN ``resnet_*blocks`` / ``n_layers`` build with instance norm loads.
 
 Keras ``.weights.h5`` files written by :func:`save_weights` carry the kind
 and these sizes as HDF5 attributes; a file is read dataset by dataset
-against the layout of a freshly built model of its kind (found once per
-kind by saving a model whose i-th variable is filled with i, as
-``checkpoints.keras_h5_layout`` does for STDFusionNet), so a wrong network,
-a missing or mis-shaped variable is a one-line error, never a Keras
-traceback.
+against the layout of a freshly built model of its kind
+(``checkpoints.keras_h5.weights_layout``, as for STDFusionNet), so a wrong
+network, a missing or mis-shaped variable is a one-line error, never a
+Keras traceback.
 
 Every problem raises :class:`InputError` naming the file and the keys.
 """
 
+import dataclasses
 import functools
 import json
 import os
 import re
-import tempfile
 
 import numpy as np
 
+from ..checkpoints import keras_h5
+from ..checkpoints.keras_h5 import (check_destination,  # noqa: F401
+                                    is_keras_weights, name_list)
 from ..errors import InputError, one_line
-from ..fileio import atomic_output
 
 # Keras (via .layers) is imported only where a model is built or read, so
 # that a bad file is refused before TensorFlow starts.
 
-KINDS = ("mrrn", "difn", "cpstn_g", "cpstn_d")
-TITLES = {"mrrn": "MRRN", "difn": "DIFN", "cpstn_g": "CPSTN generator",
-          "cpstn_d": "CPSTN discriminator"}
-DEFAULT_CONFIGS = {
-    "mrrn": {}, "difn": {"nfeats": 64},
-    "cpstn_g": {"input_nc": 3, "output_nc": 1, "ngf": 64, "n_blocks": 9},
-    "cpstn_d": {"input_nc": 1, "ndf": 64, "n_layers": 3},
-}
 # HDF5 attributes of the .weights.h5 files written by save_weights.
 H5_KIND = "stdfusion_tf.umf.network"
 H5_CONFIG = "stdfusion_tf.umf.config"
@@ -78,52 +75,137 @@ DATA_PARALLEL_PREFIX = "module."
 # MRRN's sampling-grid buffers (not variables: ours are built per input).
 GRID_BUFFER = re.compile(r"^spatial_transform\w*\.grid$")
 
-# Keys characteristic of each network (detection only; the full check
-# against the model's variables comes after).
-_SIGNS = {
-    "mrrn": re.compile(r"^(enc\.\d+\.main|conv[12]_[0-2]\.main|"
-                       r"predict_flow[12][ab]|dc_conv[12]_[0-2]\.0|"
-                       r"spatial_transform(_f)?)\."),
-    "difn": re.compile(r"^(conv[12]_1\.0|ir_path\.0|vi_path\.0|fuse|"
-                       r"fuse_res|out_conv)\."),
-    "cpstn_g": re.compile(r"^model\.\d+\.conv_block\.\d+\.(weight|bias)$"),
-    "cpstn_d": re.compile(r"^model\.\d+\.(weight|bias)$"),
-}
-
 
 def _name_list(names, most=3):
-    names = list(names)
-    shown = ", ".join(names[:most])
-    return shown + (f", ... (+{len(names) - most} more)"
-                    if len(names) > most else "")
+    return name_list(names, most)
+
+
+def _fixed_config(network, shapes, path):
+    """MRRN and DIFN have fixed sizes upstream."""
+    return dict(network.config)
+
+
+def _cyclegan_convs(network, shapes, path):
+    """{model index: weight shape} of the top-level ``model.N`` convs."""
+    convs = {}
+    for key, shape in shapes.items():
+        m = re.match(r"^model\.(\d+)\.weight$", key)
+        if m and len(shape) == 4:
+            convs[int(m.group(1))] = tuple(shape)
+    if not convs:
+        raise InputError(path, f"holds no {network.title} convolution "
+                         "(no model.<n>.weight of rank 4)")
+    return convs
+
+
+def _generator_config(network, shapes, path):
+    convs = _cyclegan_convs(network, shapes, path)
+    first, last = convs[min(convs)], convs[max(convs)]
+    blocks = {int(m.group(1)) for k in shapes
+              for m in [re.match(r"^model\.(\d+)\.conv_block\.", k)] if m}
+    # Conv2d [out, in, k, k] first (input_nc -> ngf) and last
+    # (ngf -> output_nc).
+    return {"input_nc": first[1], "output_nc": last[0], "ngf": first[0],
+            "n_blocks": len(blocks)}
+
+
+def _discriminator_config(network, shapes, path):
+    # conv 0 (input_nc -> ndf), n_layers - 1 stride-2 convs, one stride-1
+    # conv, the 1-channel prediction conv.
+    convs = _cyclegan_convs(network, shapes, path)
+    first = convs[min(convs)]
+    return {"input_nc": first[1], "ndf": first[0],
+            "n_layers": len(convs) - 2}
+
+
+# The Keras classes, imported when a model is built (static imports, so
+# that tests/test_layering.py sees them).
+def _mrrn():
+    from .mrrn import MRRN
+    return MRRN
+
+
+def _difn():
+    from .difn import DIFN
+    return DIFN
+
+
+def _cpstn_g():
+    from .cpstn import CPSTNGenerator
+    return CPSTNGenerator
+
+
+def _cpstn_d():
+    from .cpstn import PatchDiscriminator
+    return PatchDiscriminator
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """One UMF-CMGR network: everything the loaders need to know of it.
+
+    ``sign``: keys characteristic of its state dict (detection only; the
+    full check against the model's variables comes after), matched as
+    ``detect`` says: ``"any"`` (one such key is enough), ``"all"`` (every
+    key), ``"most"`` (more than half; the best of these wins).
+    ``sizes(network, shapes, path)``: its constructor arguments from
+    state_dict shapes.  ``model_class()``: its Keras class (named
+    ``class_name``)."""
+
+    kind: str
+    title: str
+    model_class: object
+    class_name: str
+    config: dict
+    sign: re.Pattern
+    match: str
+    sizes: object
+
+    def build(self, config=None, dtype=None):
+        config = dict(self.config if config is None else config)
+        if dtype is not None:
+            config["dtype"] = dtype
+        return self.model_class()(**config)
+
+
+# Registry order: the small networks first (tried first against a plain
+# .weights.h5).
+NETWORKS = {n.kind: n for n in (
+    Network("mrrn", "MRRN", _mrrn, "MRRN", {},
+            re.compile(r"^(enc\.\d+\.main|conv[12]_[0-2]\.main|"
+                       r"predict_flow[12][ab]|dc_conv[12]_[0-2]\.0|"
+                       r"spatial_transform(_f)?)\."), "most", _fixed_config),
+    Network("difn", "DIFN", _difn, "DIFN", {"nfeats": 64},
+            re.compile(r"^(conv[12]_1\.0|ir_path\.0|vi_path\.0|fuse|"
+                       r"fuse_res|out_conv)\."), "most", _fixed_config),
+    Network("cpstn_g", "CPSTN generator", _cpstn_g, "CPSTNGenerator",
+            {"input_nc": 3, "output_nc": 1, "ngf": 64, "n_blocks": 9},
+            re.compile(r"^model\.\d+\.conv_block\.\d+\.(weight|bias)$"),
+            "any", _generator_config),
+    Network("cpstn_d", "CPSTN discriminator", _cpstn_d,
+            "PatchDiscriminator",
+            {"input_nc": 1, "ndf": 64, "n_layers": 3},
+            re.compile(r"^model\.\d+\.(weight|bias)$"), "all",
+            _discriminator_config),
+)}
+# Views of the registry (the names other modules use).
+KINDS = tuple(NETWORKS)
+TITLES = {k: n.title for k, n in NETWORKS.items()}
+DEFAULT_CONFIGS = {k: n.config for k, n in NETWORKS.items()}
 
 
 # ------------------------------------------------------------------ models --
 
 def build_model(kind, config=None, dtype=None):
     """A freshly built (variables created) Keras model of ``kind``."""
-    config = dict(DEFAULT_CONFIGS[kind] if config is None else config)
-    if dtype is not None:
-        config["dtype"] = dtype
-    if kind == "mrrn":
-        from .mrrn import MRRN
-        return MRRN(**config)
-    if kind == "difn":
-        from .difn import DIFN
-        return DIFN(**config)
-    if kind == "cpstn_g":
-        from .cpstn import CPSTNGenerator
-        return CPSTNGenerator(**config)
-    if kind == "cpstn_d":
-        from .cpstn import PatchDiscriminator
-        return PatchDiscriminator(**config)
-    raise ValueError(f"unknown network kind {kind!r}")
+    if kind not in NETWORKS:
+        raise ValueError(f"unknown network kind {kind!r}")
+    return NETWORKS[kind].build(config, dtype)
 
 
 def kind_of(model):
     """The kind of a Keras model built by :func:`build_model`."""
-    names = {"MRRN": "mrrn", "DIFN": "difn", "CPSTNGenerator": "cpstn_g",
-             "PatchDiscriminator": "cpstn_d"}
+    names = {n.class_name: k for k, n in NETWORKS.items()}
     for cls in type(model).__mro__:
         if cls.__name__ in names:
             return names[cls.__name__]
@@ -180,14 +262,16 @@ def detect(state, path):
     keys = list(state)
     if not keys:
         raise InputError(path, "holds an empty state dict")
-    score = {kind: sum(bool(sign.match(k)) for k in keys)
-             for kind, sign in _SIGNS.items()}
-    if score["cpstn_g"]:
-        kind = "cpstn_g"
-    elif score["cpstn_d"] == len(keys):
-        kind = "cpstn_d"
+    score = {kind: sum(bool(n.sign.match(k)) for k in keys)
+             for kind, n in NETWORKS.items()}
+    by_rule = {rule: [k for k, n in NETWORKS.items() if n.match == rule]
+               for rule in ("any", "all", "most")}
+    found = ([k for k in by_rule["any"] if score[k]]
+             + [k for k in by_rule["all"] if score[k] == len(keys)])
+    if found:
+        kind = found[0]
     else:
-        kind = max(("mrrn", "difn"), key=score.get)
+        kind = max(by_rule["most"], key=score.get)
         if 2 * score[kind] <= len(keys):
             raise InputError(path, "holds none of MRRN, DIFN, CPSTN "
                              f"generator/discriminator (keys: "
@@ -198,29 +282,9 @@ def detect(state, path):
 
 def infer_config(kind, shapes, path):
     """The constructor arguments of ``kind`` from state_dict shapes
-    (PyTorch layout).  MRRN and DIFN have fixed sizes upstream."""
-    if kind in ("mrrn", "difn"):
-        return dict(DEFAULT_CONFIGS[kind])
-    convs = {}  # model index -> weight shape, of the top-level model.N convs
-    for key, shape in shapes.items():
-        m = re.match(r"^model\.(\d+)\.weight$", key)
-        if m and len(shape) == 4:
-            convs[int(m.group(1))] = tuple(shape)
-    if not convs:
-        raise InputError(path, f"holds no {TITLES[kind]} convolution "
-                         "(no model.<n>.weight of rank 4)")
-    first, last = convs[min(convs)], convs[max(convs)]
-    if kind == "cpstn_g":
-        blocks = {int(m.group(1)) for k in shapes
-                  for m in [re.match(r"^model\.(\d+)\.conv_block\.", k)] if m}
-        # Conv2d [out, in, k, k] first (input_nc -> ngf) and last
-        # (ngf -> output_nc).
-        return {"input_nc": first[1], "output_nc": last[0], "ngf": first[0],
-                "n_blocks": len(blocks)}
-    # cpstn_d: conv 0 (input_nc -> ndf), n_layers - 1 stride-2 convs, one
-    # stride-1 conv, the 1-channel prediction conv.
-    return {"input_nc": first[1], "ndf": first[0],
-            "n_layers": len(convs) - 2}
+    (PyTorch layout)."""
+    network = NETWORKS[kind]
+    return network.sizes(network, shapes, path)
 
 
 # ------------------------------------------------------- state dict -> Keras --
@@ -306,7 +370,7 @@ def assign_state_dict(model, state, path):
 
 def read_pth(path, expect=None, dtype=None):
     """An upstream ``.pth`` -> (kind, Keras model)."""
-    from ..pth import load_pth
+    from ..checkpoints.pth import load_pth
 
     state = unwrap_state_dict(load_pth(path), path)
     return state_dict_to_model(state, path, expect, dtype)
@@ -314,37 +378,11 @@ def read_pth(path, expect=None, dtype=None):
 
 # ----------------------------------------------------------------- Keras --
 
-def is_keras_weights(path):
-    return str(path).endswith(".weights.h5")
-
-
 @functools.lru_cache(maxsize=8)
 def _h5_layout(kind, config_json):
     """{dataset path in a .weights.h5: (state_dict key, Keras shape)}."""
-    import h5py
-
     model = build_model(kind, json.loads(config_json))
-    variables = model.torch_variables()
-    names = list(variables)
-    for i, var in enumerate(variables.values()):
-        var.assign(np.full(var.shape, i, dtype=var.dtype))
-    with tempfile.TemporaryDirectory() as tmp:
-        file = os.path.join(tmp, "layout.weights.h5")
-        model.save_weights(file)
-        layout = {}
-        with h5py.File(file, "r") as f:
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    value = np.asarray(obj)
-                    index = int(value.flat[0]) if value.size else -1
-                    if 0 <= index < len(names) and \
-                            tuple(value.shape) == tuple(variables[names[index]].shape):
-                        layout[name] = (names[index], tuple(value.shape))
-            f.visititems(visit)
-    if sorted(k for k, _ in layout.values()) != sorted(names):
-        raise RuntimeError(f"{kind}: .weights.h5 layout does not map one to "
-                           "one onto torch_variables()")
-    return layout
+    return keras_h5.weights_layout(model, model.torch_variables(), kind)
 
 
 def h5_layout(kind, config=None):
@@ -352,29 +390,12 @@ def h5_layout(kind, config=None):
     return _h5_layout(kind, json.dumps(config, sort_keys=True))
 
 
-def _read_h5(path):
-    """(attrs, {dataset path: array}) of a .weights.h5."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: f.attrs[k] for k in (H5_KIND, H5_CONFIG)
-                     if k in f.attrs}
-            found = {}
-            f.visititems(lambda n, o: found.__setitem__(n, o[()])
-                         if isinstance(o, h5py.Dataset) else None)
-    except Exception as exc:  # h5py raises OSError, KeyError, ...
-        raise InputError(path, "unreadable or truncated .weights.h5 "
-                         f"({one_line(exc)})") from None
-    return attrs, found
-
-
 def read_keras(path, expect=None, dtype=None):
     """A ``.weights.h5`` of one of the networks -> (kind, Keras model)."""
     path = str(path)
     if not os.path.isfile(path):
         raise InputError(path, "no such file")
-    attrs, found = _read_h5(path)
+    attrs, found = keras_h5.read_datasets(path, (H5_KIND, H5_CONFIG))
     if H5_KIND in attrs:
         kind = str(attrs[H5_KIND])
         try:
@@ -440,22 +461,10 @@ def write_weights(model, path):
     return str(path)
 
 
-def check_destination(path):
-    """A writable ``.weights.h5`` destination (not a folder)."""
-    path = os.path.abspath(str(path))
-    if not is_keras_weights(path):
-        raise InputError(path, "Keras weights files must end in .weights.h5")
-    if os.path.isdir(path):
-        raise InputError(path, "is a folder, not a .weights.h5 file")
-    return path
-
-
 def save_weights(model, path):
     """:func:`write_weights` to a temporary name, renamed into place."""
-    path = check_destination(path)
-    with atomic_output(path, suffix=".weights.h5") as tmp:
-        write_weights(model, tmp)
-    return path
+    return keras_h5.save_atomically(path,
+                                    lambda tmp: write_weights(model, tmp))
 
 
 def load_network(path, expect=None, dtype=None):

@@ -79,7 +79,7 @@ def resume_and_fit(trainer, ckpt, resume, init_from, lr, step, epochs,
     ``adjust_learning_rate``: lr / 10 every ``step`` epochs)."""
     import os
 
-    from stdfusion_tf import training
+    from stdfusion_tf import engine
     from stdfusion_tf.errors import InputError
 
     if resume:
@@ -89,12 +89,12 @@ def resume_and_fit(trainer, ckpt, resume, init_from, lr, step, epochs,
         trainer.init_from(init_from)
         print(f"initialised from {init_from}")
     try:
-        written = training.fit(
+        written = engine.fit(
             trainer, epochs, ckpt, summary_dir or os.path.join(ckpt, "log"),
             learning_rate=schedule or (
                 lambda epoch: lr * (0.1 ** (epoch // step))),
             max_steps=max_steps, chief=chief)
-    except training.TrainingError as exc:
+    except engine.TrainingError as exc:
         raise InputError(None, str(exc))
     if written:
         print(f"step {trainer.global_step}; latest checkpoint {written[-1]}")
@@ -142,11 +142,11 @@ def training_strategy():
     """(tf.distribute strategy, is chief) from --strategy / --cpu_devices."""
     import tensorflow as tf
 
-    from stdfusion_tf import training
+    from stdfusion_tf import engine
 
     if FLAGS.cpu_devices > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-    strategy = training.make_strategy(FLAGS.strategy)
-    return strategy, training.is_chief(strategy)
+    strategy = engine.make_strategy(FLAGS.strategy)
+    return strategy, engine.is_chief(strategy)

@@ -38,7 +38,7 @@ import zipfile
 
 import numpy as np
 
-from .errors import InputError, one_line
+from ..errors import InputError, one_line
 
 ZIP_MAGIC = b"PK\x03\x04"
 # Pickle protocol 2 header + LONG1 of torch's legacy magic number

@@ -1,31 +1,18 @@
-"""Reading and writing STDFusionNet weights: TF1 checkpoints and Keras files.
-
-Two formats, one in-memory form: ``{TF1 name without root: np.ndarray}``
-(``"vi_extraction_network/block2/identity_conv/w"`` -> [1, 1, 16, 32]).
-
-* TF1 checkpoints (``.index`` + ``.data-00000-of-00001``; ``.meta`` is never
-  needed), as released upstream under the root scope ``STMFusion_model/``
-  (jiayi-ma) or ``STDFusion_model/`` (Linfeng-Tang), read with
-  ``tf.train.load_checkpoint``.  Adam slots and ``beta*_power`` of a training
-  checkpoint are optimizer state, kept apart from the model variables.
-* Keras ``.weights.h5`` files, as written by ``model.save_weights``.
+"""TF1 checkpoints of STDFusionNet (``.index`` + ``.data-00000-of-00001``;
+``.meta`` is never needed), as released upstream under the root scope
+``STMFusion_model/`` (jiayi-ma) or ``STDFusion_model/`` (Linfeng-Tang), read
+with ``tf.train.load_checkpoint`` and written as TF1 writes them.  Adam
+slots and ``beta*_power`` of a training checkpoint are optimizer state, kept
+apart from the model variables.
 
 Every problem raises :class:`InputError` naming the file and the variables.
-
-This module knows the formats, not the network: where it needs the variable
-layout it is given the model (or its class) -- so that ``presets`` can use it
-under ``STDFusionNet.from_preset`` without a loop.  Loading from any source
-(checkpoint, ``.weights.h5`` or preset) into a new model is ``loading``.
 """
 
-import functools
 import os
 import tempfile
 
-import numpy as np
-
-from .errors import InputError, one_line
-from .fileio import atomic_output
+from ..errors import InputError, one_line
+from ..fileio import atomic_output
 
 # Root scopes of the two releases (jiayi-ma, Linfeng-Tang).  Checkpoints we
 # write use STDFusion_model, the name in the released training code.
@@ -33,10 +20,6 @@ KNOWN_ROOTS = ("STMFusion_model", "STDFusion_model")
 DEFAULT_ROOT = "STDFusion_model"
 STATE_FILE = "checkpoint"
 DATA_SUFFIX = ".data-00000-of-00001"
-
-
-def is_keras_weights(path):
-    return str(path).endswith(".weights.h5")
 
 
 def is_optimizer_variable(name):
@@ -126,44 +109,6 @@ def split_tf1_tensors(tensors, source):
     return root, arrays, optimizer
 
 
-def check_arrays(arrays, expected_shapes, source, root=None):
-    """Missing, extra and mis-shaped variables -> one InputError naming them
-    (with their ``root/`` scope when given)."""
-    full = (lambda k: f"{root}/{k}") if root else (lambda k: k)
-    missing = [full(k) for k in expected_shapes if k not in arrays]
-    extra = sorted(full(k) for k in arrays if k not in expected_shapes)
-    if len(missing) == len(expected_shapes):
-        raise InputError(source, "not an STDFusionNet checkpoint: none of "
-                         f"its {len(expected_shapes)} variables found (has "
-                         + _name_list(extra, 3) + ")")
-    if missing:
-        raise InputError(source, f"{len(missing)} missing variable(s): "
-                         + _name_list(missing))
-    if extra:
-        raise InputError(source, f"{len(extra)} unexpected variable(s) (not "
-                         "an STDFusionNet checkpoint?): " + _name_list(extra))
-    bad = [f"{full(k)} {tuple(arrays[k].shape)} "
-           f"(expected {expected_shapes[k]})"
-           for k in expected_shapes
-           if tuple(arrays[k].shape) != tuple(expected_shapes[k])]
-    if bad:
-        raise InputError(source, f"shape mismatch: {_name_list(bad)}")
-
-
-def _name_list(names, most=4):
-    shown = ", ".join(names[:most])
-    return shown + (f", ... (+{len(names) - most} more)"
-                    if len(names) > most else "")
-
-
-def read_tf1_weights(src, expected_shapes):
-    """TF1 checkpoint -> (root, {name: array}, prefix), fully validated."""
-    prefix, tensors = read_tf1_checkpoint(src)
-    root, arrays, _ = split_tf1_tensors(tensors, prefix)
-    check_arrays(arrays, expected_shapes, prefix, root)
-    return root, {k: arrays[k] for k in expected_shapes}, prefix
-
-
 def write_tf1_checkpoint(prefix, tensors, update_state=True):
     """Write {full TF1 name: array} as a TF1 (V2 format) checkpoint.
 
@@ -174,7 +119,7 @@ def write_tf1_checkpoint(prefix, tensors, update_state=True):
     """
     import tensorflow as tf
 
-    from .fileio import check_writable, committed, mkdtemp, write_error
+    from ..fileio import check_writable, committed, mkdtemp, write_error
 
     prefix = os.path.abspath(str(prefix))
     directory = os.path.dirname(prefix)
@@ -224,91 +169,3 @@ def write_state_file(directory, name):
     with atomic_output(os.path.join(directory, STATE_FILE)) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
-
-
-# ------------------------------------------------------------------- Keras --
-
-@functools.lru_cache(maxsize=None)
-def keras_h5_layout(cls):
-    """{path of a dataset inside a .weights.h5: (TF1 name, shape)}.
-
-    Keras names the groups of a ``.weights.h5`` after attribute and class
-    names (``reconstruction_network/blocks/res_block_1/conv2/vars/0``), not
-    after our layer names.  The mapping is found once by saving a model whose
-    i-th variable is filled with the value i (``cls``: the model class,
-    e.g. ``STDFusionNet``; both activation variants share one layout).
-    """
-    import h5py
-
-    model = cls()
-    names = list(model.tf1_variables())
-    for i, var in enumerate(model.tf1_variables().values()):
-        var.assign(np.full(var.shape, i, dtype="float32"))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "layout.weights.h5")
-        model.save_weights(path)
-        layout = {}
-        with h5py.File(path, "r") as f:
-            def visit(h5name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    index = int(np.asarray(obj).flat[0])
-                    layout[h5name] = (names[index], tuple(obj.shape))
-            f.visititems(visit)
-    if len(layout) != len(names):
-        raise RuntimeError("Keras .weights.h5 layout: variable count mismatch")
-    return layout
-
-
-def read_keras_weights(path, cls):
-    """``.weights.h5`` of a ``cls`` model -> {TF1 name: array}, checking
-    every variable."""
-    import h5py
-
-    path = str(path)
-    if not os.path.isfile(path):
-        raise InputError(path, "no such file")
-    layout = keras_h5_layout(cls)
-    try:
-        with h5py.File(path, "r") as f:
-            found = {}
-            f.visititems(lambda n, o: found.__setitem__(n, o[()])
-                         if isinstance(o, h5py.Dataset) else None)
-    except Exception as exc:
-        raise InputError(path, f"unreadable or truncated .weights.h5 "
-                         f"({one_line(exc)})")
-    arrays = {layout[k][0] if k in layout else k: v for k, v in found.items()}
-    expected = {name: shape for name, shape in layout.values()}
-    check_arrays(arrays, expected, path)
-    return arrays
-
-
-def save_keras_weights(model, path):
-    """``model.save_weights`` to a temporary name, then renamed into place."""
-    path = os.path.abspath(str(path))
-    if not is_keras_weights(path):
-        raise InputError(path, "Keras weights files must end in .weights.h5")
-    with atomic_output(path, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp, overwrite=True)
-    return path
-
-
-# ------------------------------------------------------------------ models --
-
-def variable_shapes(model):
-    """{TF1 name: shape} of a model's variables."""
-    return {k: tuple(v.shape) for k, v in model.tf1_variables().items()}
-
-
-def assign_weights(model, arrays):
-    variables = model.tf1_variables()
-    check_arrays(arrays, variable_shapes(model), "weights")
-    for name, var in variables.items():
-        var.assign(np.asarray(arrays[name], dtype="float32"))
-    return model
-
-
-def export_tf1_tensors(model, root=DEFAULT_ROOT):
-    """{full TF1 name: array} of a model, under ``root``."""
-    return {f"{root}/{k}": np.asarray(v.numpy() if hasattr(v, "numpy")
-                                      else v)
-            for k, v in model.tf1_variables().items()}
