@@ -112,12 +112,35 @@ def check_sizes(paths, what):
                                                      what))
 
 
-def pair(*directories, what="pair"):
+def pair(*directories, what="pair", registration=None):
     """(stems, [[path per folder]]) matched by stem, all decoded and size
-    checked before anything is written."""
+    checked before anything is written.  ``registration`` (a method of
+    ``registering.METHODS``): the infrared image (first folder) will be
+    registered onto the visible one (second), so their sizes may differ;
+    every image is checked to be registrable instead."""
     stems, paths, _ = images.pair_folders(*directories)
-    check_sizes(paths, what)
+    if registration is None:
+        check_sizes(paths, what)
+        return stems, paths
+    from .. import registering
+
+    registering.check_method(registration)
+    for group in paths:
+        for p in group:
+            registering.check_image(p)
+    check_sizes([group[1:] for group in paths], what)
     return stems, paths
+
+
+def registered(ir_path, vi_path, method, report=None):
+    """The weight-free registration (``stdfusion_tf.registration``) of one
+    pair read as upstream reads it (``read_unit``): the result, whose
+    ``warped`` is the infrared image in the visible frame; a pair that falls
+    back is named on ``report`` (default stderr)."""
+    from .. import registering
+
+    return registering.register(read_unit(ir_path), read_unit(vi_path),
+                                method, name=ir_path, report=report)
 
 
 # ----------------------------------------------------------- output dir --
@@ -126,7 +149,7 @@ def check_output_dir(path):
     path = str(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(path, "output folder is an existing file")
-    for sub in ("flow", "flow_rgb"):
+    for sub in ("flow", "flow_rgb", "transform"):
         p = os.path.join(path, sub)
         if os.path.exists(p) and not os.path.isdir(p):
             raise InputError(p, "output folder is an existing file")
@@ -152,7 +175,7 @@ class Outputs:
         for path in self.written:
             if os.path.exists(path):
                 os.remove(path)
-        for sub in ("flow", "flow_rgb", ""):
+        for sub in ("flow", "flow_rgb", "transform", ""):
             d = os.path.join(self.output_dir, sub)
             if (self.created and os.path.isdir(d) and not os.listdir(d)):
                 os.rmdir(d)
@@ -368,11 +391,16 @@ def register_folders(registrar, ir_dir, output_dir, target_dir=None,
     return run_pairs(paths, work, out, verbose)
 
 
-def _save_registration(out, stem, reg, flow, save_format):
+def _save_registration(out, stem, reg, flow, save_format, record=None):
     out.add(save_u8(to_uint8(reg), out.path(f"{stem}.{save_format}"),
                     save_format))
     out.add(save_npy(flow, out.path("flow", f"{stem}.npy")))
     out.add(save_u8(flow_to_rgb(flow), out.path("flow_rgb", f"{stem}.png")))
+    if record is not None:  # the weight-free registration's transform
+        from .. import registering
+
+        out.add(registering.save_json(record, out.path(
+            "transform", f"{stem}.json")))
 
 
 class STDFusionNetFuser:
@@ -407,21 +435,30 @@ def _difn_image(fuser, ir, vi_path, color):
 
 
 def fuse_folders(fuser, ir_dir, vi_dir, output_dir, color=False,
-                 save_format="png", verbose=1):
+                 save_format="png", verbose=1, registration=None):
     """Upstream's ``test_fuse.py`` (DIFN) or STDFusionNet on folders of
-    (registered) pairs -> seconds per pair.  ``<output_dir>/<stem>.<fmt>``."""
+    (registered) pairs -> seconds per pair.  ``<output_dir>/<stem>.<fmt>``.
+    ``registration`` (e.g. 'auto'): register each infrared image onto its
+    visible image first (weight-free, any sizes; outside the timings); the
+    fused image is in the visible frame."""
     if save_format not in SAVE_FORMATS:
         raise InputError(None, f"--save_format must be png or jpg")
-    stems, paths = pair(ir_dir, vi_dir, what="the infrared image")
+    stems, paths = pair(ir_dir, vi_dir, what="the infrared image",
+                        registration=registration)
     check_output_dir(output_dir)
     out = Outputs(output_dir)
 
     def work(i, row):
+        ir = (registered(row[0], row[1], registration).warped
+              if registration else None)
         start = time.perf_counter()
-        if isinstance(fuser, STDFusionNetFuser):
+        if ir is not None and isinstance(fuser, STDFusionNetFuser):
+            image = fuser.fuse_unit(ir, row[1], color)
+        elif isinstance(fuser, STDFusionNetFuser):
             image = fuser.fuse_files(row[0], row[1], color)
         else:
-            image = _difn_image(fuser, read_unit(row[0]), row[1], color)
+            image = _difn_image(fuser, read_unit(row[0]) if ir is None
+                                else ir, row[1], color)
         seconds = time.perf_counter() - start
         out.add(save_u8(image, out.path(f"{stems[i]}.{save_format}"),
                         save_format))
@@ -432,17 +469,25 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, color=False,
 
 def register_and_fuse(registrar, fuser, ir_dir, vi_dir, output_dir,
                       target_dir=None, target="pseudo_ir", color=False,
-                      save_format="png", verbose=1):
+                      save_format="png", verbose=1, registration=None):
     """Upstream's ``test_reg_fusion.py``: register, then fuse the registered
     infrared image (the float result, not a re-read 8-bit file, as upstream
     passes ``ir_pred`` straight on).  Writes ``<output_dir>/reg/...`` (as
-    :func:`register_folders`) and ``<output_dir>/fused/<stem>.<fmt>``."""
-    mode = target_source(target_dir, vi_dir, registrar.cpstn is not None,
-                         target)
+    :func:`register_folders`) and ``<output_dir>/fused/<stem>.<fmt>``.
+
+    ``registration`` (e.g. 'auto', instead of MRRN: ``registrar`` None): the
+    weight-free registration straight onto the visible image, no target
+    needed, pairs of any sizes; ``reg/`` then also gets
+    ``transform/<stem>.json`` and everything is in the visible frame."""
+    if registration is not None:
+        mode = None
+    else:
+        mode = target_source(target_dir, vi_dir,
+                             registrar.cpstn is not None, target)
     if save_format not in SAVE_FORMATS:
         raise InputError(None, f"--save_format must be png or jpg")
     folders = [ir_dir, vi_dir] + ([target_dir] if mode == "dir" else [])
-    stems, paths = pair(*folders, what="its pair")
+    stems, paths = pair(*folders, what="its pair", registration=registration)
     reg_dir = os.path.join(str(output_dir), "reg")
     fused_dir = os.path.join(str(output_dir), "fused")
     check_output_dir(output_dir)
@@ -453,16 +498,30 @@ def register_and_fuse(registrar, fuser, ir_dir, vi_dir, output_dir,
 
     def work(i, row):
         ir_path, vi_path = row[0], row[1]
-        tgt = (read_unit(row[2]) if mode == "dir"
-               else _target(registrar, mode, (ir_path, vi_path)))
-        start = time.perf_counter()
-        reg, flow = registrar(tgt, read_unit(ir_path))
+        record = None
+        if registration is not None:
+            from .. import registering
+
+            ir, vi = read_unit(ir_path), read_unit(vi_path)
+            start = time.perf_counter()
+            result = registering.register(ir, vi, registration,
+                                          name=ir_path)
+            reg, flow = result.warped, registering.check_flow(
+                result.flow, vi.shape, ir_path)
+            record = registering.transform_record(
+                result, ir_path, vi_path, ir.shape, vi.shape, registration)
+        else:
+            tgt = (read_unit(row[2]) if mode == "dir"
+                   else _target(registrar, mode, (ir_path, vi_path)))
+            start = time.perf_counter()
+            reg, flow = registrar(tgt, read_unit(ir_path))
         if isinstance(fuser, STDFusionNetFuser):
             image = fuser.fuse_unit(reg, vi_path, color)
         else:
             image = _difn_image(fuser, reg, vi_path, color)
         seconds = time.perf_counter() - start
-        _save_registration(reg_out, stems[i], reg, flow, save_format)
+        _save_registration(reg_out, stems[i], reg, flow, save_format,
+                           record)
         fused_out.add(save_u8(image, fused_out.path(
             f"{stems[i]}.{save_format}"), save_format))
         return seconds
