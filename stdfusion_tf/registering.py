@@ -35,9 +35,6 @@ from . import fileio, images, progress
 from .errors import InputError
 
 METHODS = ("auto", "global", "dense", "none")
-# Smallest side, in pixels, of an image that can be registered (the
-# registration library refuses smaller ones too; checked here up front).
-MIN_SIDE = 32
 
 
 # ----------------------------------------------------------- checking --
@@ -45,6 +42,8 @@ def check_image(path):
     """(H, W) of an image to be registered, after a full decode: unreadable,
     too small or featureless (a single gray level) -> one-line InputError
     naming the file."""
+    from .registration import MIN_SIDE
+
     im = images.open_image(path)
     w, h = im.size
     if min(h, w) < MIN_SIDE:
