@@ -55,37 +55,7 @@ for fuser in difn stdfusionnet; do
         --fused "(b') registered with the default method=$R/$fuser/auto" \
         --fused "(c) aligned=$R/$fuser/aligned" \
         --metrics "$METRICS" --out_dir $R/report_$fuser
-    "$PY" - "$R/report_$fuser" <<'PYEOF'
-# Gap closure: how much of the (a) no registration -> (c) aligned gap of each
-# metric's mean a registered row closes, (x - a) / (c - a).
-import csv, os, sys
-from collections import defaultdict
-folder = sys.argv[1]
-sums, counts = defaultdict(float), defaultdict(int)
-with open(os.path.join(folder, "metrics.csv")) as f:
-    rows = list(csv.DictReader(f))
-metrics = [c for c in rows[0] if c not in ("method", "name")]
-methods = list(dict.fromkeys(r["method"] for r in rows))
-mean = {}
-for m in methods:
-    sel = [r for r in rows if r["method"] == m]
-    mean[m] = {c: sum(float(r[c]) for r in sel) / len(sel) for c in metrics}
-a = next(m for m in methods if m.startswith("(a)"))
-c = next(m for m in methods if m.startswith("(c)"))
-lines = ["| gap closure, (x - a) / (c - a) | " + " | ".join(
-    k for k in metrics if k in ("MI", "VIF", "Qabf")) + " |",
-         "|---|" + "---|" * sum(k in ("MI", "VIF", "Qabf") for k in metrics)]
-for m in methods:
-    if m in (a, c):
-        continue
-    cells = [f"{100 * (mean[m][k] - mean[a][k]) / (mean[c][k] - mean[a][k]):.0f} %"
-             for k in metrics if k in ("MI", "VIF", "Qabf")]
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
-text = "\n".join(lines) + "\n"
-with open(os.path.join(folder, "closure.md"), "w") as f:
-    f.write(text)
-print(text)
-PYEOF
+    "$PY" scripts/umf_closure.py $R/report_$fuser
 done
 "$PY" -m umf.evaluate_reg --warped_dir "$D/ir_warp" --registered_dir $R/reg_jpg \
     --gt_dir "$D/ir_256" --out_dir $R/report_reg_jpg
