@@ -2,6 +2,8 @@
 
     python test.py                       # Test_ir + Test_vi -> STDFusionNet_Results
     python test.py --ir_dir my/ir --vi_dir my/vi --output_dir fused --color
+    python test.py --ir_dir raw/ir --vi_dir raw/vi --output_dir fused \
+        --register auto          # pairs of any size, fused in the visible frame
 
 Defaults reproduce the authors' release: the released jiayi-ma model-29
 weights, upstream's 9 test pairs, min-max ("imsave") saving.  The default
