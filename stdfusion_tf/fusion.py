@@ -245,12 +245,23 @@ class Fuser:
         self(z, z)
 
 
-def check_pairs(ir_dir, vi_dir, sizes=False):
+def check_pairs(ir_dir, vi_dir, sizes=False, register=None):
     """Pair by name and decode every image once, so that a bad file or a size
     mismatch stops the run before anything is written.  -> (stems, paths),
-    plus the (H, W) of each pair with ``sizes``."""
+    plus the (H, W) of each pair with ``sizes``.  ``register`` (a
+    registration method): the sizes may differ, the pair's size is the
+    visible image's, and each image must be registrable
+    (``registering.check_image``)."""
     stems, paths, _ = images.pair_folders(ir_dir, vi_dir)
     shapes = []
+    if register is not None:
+        from . import registering
+
+        registering.check_method(register)
+        for ir_path, vi_path in paths:
+            registering.check_image(ir_path)
+            shapes.append(registering.check_image(vi_path))
+        return (stems, paths, shapes) if sizes else (stems, paths)
     for ir_path, vi_path in paths:
         ir_size, vi_size = images.image_size(ir_path), images.image_size(vi_path)
         if ir_size != vi_size:
@@ -261,10 +272,24 @@ def check_pairs(ir_dir, vi_dir, sizes=False):
     return (stems, paths, shapes) if sizes else (stems, paths)
 
 
-def load_pair(ir_path, vi_path, ir_range="minmax"):
+def load_pair(ir_path, vi_path, ir_range="minmax", register=None):
     """Read and scale one pair like upstream: ([H, W], [H, W]) in [-1, 1].
     ``ir_range``: how a 16-bit or float infrared image is mapped to 0..255
-    (``images.read_gray``)."""
+    (``images.read_gray``).  ``register`` (a registration method): the
+    infrared image is first registered onto the visible one (any sizes) and
+    comes back in the visible frame (``registering.register``; a pair that
+    falls back is named on stderr)."""
+    if register is not None:
+        from . import registering
+
+        ir = images.read_gray(ir_path, ir_range=ir_range)
+        vi = images.read_gray(vi_path)
+        unit = np.float32(255.0)
+        warped = registering.register(ir / unit, vi / unit, register,
+                                      name=ir_path).warped
+        return (images.scale_in(np.asarray(warped, np.float32) * unit,
+                                inplace=True),
+                images.scale_in(vi, inplace=True))
     return (images.scale_in(images.read_gray(ir_path, ir_range=ir_range),
                             inplace=True),
             images.scale_in(images.read_gray(vi_path), inplace=True))
@@ -281,24 +306,27 @@ def to_image(fused, vi_path, save_mode="minmax", color=False, inplace=False):
     return out
 
 
-def prefetched_pairs(paths, depth=2, ir_range="minmax"):
-    """Decoded pairs in order, read ``depth`` ahead by a reader thread so
-    that decoding overlaps the network (which releases the GIL)."""
+def prefetched_pairs(paths, depth=2, ir_range="minmax", register=None):
+    """Decoded (and, with ``register``, registered) pairs in order, read
+    ``depth`` ahead by a reader thread so that decoding overlaps the network
+    (which releases the GIL)."""
     import concurrent.futures
 
     with concurrent.futures.ThreadPoolExecutor(1) as reader:
-        queue = [reader.submit(load_pair, *p, ir_range=ir_range)
+        queue = [reader.submit(load_pair, *p, ir_range=ir_range,
+                               register=register)
                  for p in paths[:depth]]
         for i in range(len(paths)):
             if i + depth < len(paths):
                 queue.append(reader.submit(load_pair, *paths[i + depth],
-                                           ir_range=ir_range))
+                                           ir_range=ir_range,
+                                           register=register))
             yield queue.pop(0).result()
 
 
 def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
                  color=False, ext=".bmp", verbose=1, ir_range="minmax",
-                 extra=None):
+                 extra=None, register=None):
     """Fuse every pair; returns [(stem, height, width, seconds)].
 
     Inputs are all checked first (including that the output paths can be
@@ -310,7 +338,10 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
     (``images.read_gray``).  ``extra(stem, ir, vi, fused)`` -> ``{path:
     uint8 image}``: more images per pair (``salient.MapWriter``), computed
     and saved in the writer thread, outside the timings, staged and renamed
-    with the rest.
+    with the rest.  ``register`` (a registration method, e.g. 'auto'):
+    register each infrared image onto its visible image first (in the reader
+    thread, outside the timings); the pair's sizes may then differ and the
+    fused image is in the visible frame, the visible image's size.
     """
     import concurrent.futures
 
@@ -318,7 +349,8 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
         raise InputError(None, f"--save_mode must be one of "
                          f"{', '.join(images.SAVE_MODES)}, got {save_mode!r}")
     images.parse_ir_range(ir_range)
-    stems, paths, shapes = check_pairs(ir_dir, vi_dir, sizes=True)
+    stems, paths, shapes = check_pairs(ir_dir, vi_dir, sizes=True,
+                                       register=register)
     targets = [os.path.join(str(output_dir), stem + ext) for stem in stems]
     fileio.check_writable(output_dir, targets
                           + [os.path.join(str(output_dir), "timings.csv")])
@@ -346,8 +378,8 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, save_mode="minmax",
     try:
         out.makedirs()
         with concurrent.futures.ThreadPoolExecutor(1) as writer:
-            for i, (ir, vi) in enumerate(prefetched_pairs(paths, depth,
-                                                          ir_range)):
+            for i, (ir, vi) in enumerate(prefetched_pairs(
+                    paths, depth, ir_range, register)):
                 start = time.perf_counter()
                 fused = fuser(ir, vi)
                 seconds = time.perf_counter() - start

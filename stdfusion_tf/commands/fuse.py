@@ -2,6 +2,8 @@
 
     stdfusion-fuse                       # Test_ir + Test_vi -> STDFusionNet_Results
     stdfusion-fuse --ir_dir my/ir --vi_dir my/vi --output_dir fused --color
+    stdfusion-fuse --ir_dir raw/ir --vi_dir raw/vi --output_dir fused \
+        --register auto          # pairs of any size, fused in the visible frame
 
 Defaults reproduce the authors' release: the released jiayi-ma model-29
 weights, upstream's 9 test pairs, min-max ("imsave") saving.  The default
@@ -73,6 +75,13 @@ flags.DEFINE_string("ir_range", "minmax", "How 16-bit and float infrared "
                     "percentile:P (between the P-th and (100-P)-th "
                     "percentiles, the tails clipped).  8-bit images are "
                     "read as upstream, whatever this says.")
+flags.DEFINE_enum("register", "none", ["none", "auto", "global", "dense"],
+                  "Register each infrared image onto its visible image "
+                  "before fusing (no weights needed; see stdfusion-register)"
+                  ": auto (global then dense), global, dense (same-size "
+                  "pairs).  The pair may then differ in size and the fused "
+                  "image is in the visible frame.  none (default, as "
+                  "upstream): fuse the pair as given; sizes must match.")
 flags.DEFINE_string("mirror", None, "Local folder laid out like ../shared/"
                     "upstream to copy the default assets from instead of "
                     "downloading them (default: $STDFUSION_MIRROR).")
@@ -104,6 +113,7 @@ def main(argv):
         fuser, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.output_dir,
         save_mode=FLAGS.save_mode, color=FLAGS.color,
         ir_range=FLAGS.ir_range,
+        register=None if FLAGS.register == "none" else FLAGS.register,
         extra=salient.MapWriter(FLAGS.output_dir) if FLAGS.salient_map
         else None)
     print(f"Fused {len(timings)} pairs into {os.path.abspath(FLAGS.output_dir)}"

@@ -102,11 +102,23 @@ def check_sizes(paths, what):
                                                      what))
 
 
-def pair(*directories, what="pair"):
+def pair(*directories, what="pair", registration=None):
     """(stems, [[path per folder]]) matched by stem, all decoded and size
-    checked before anything is written."""
+    checked before anything is written.  ``registration`` (a method of
+    ``registering.METHODS``): the infrared image (first folder) will be
+    registered onto the visible one (second), so their sizes may differ;
+    every image is checked to be registrable instead."""
     stems, paths, _ = images.pair_folders(*directories)
-    check_sizes(paths, what)
+    if registration is None:
+        check_sizes(paths, what)
+        return stems, paths
+    from .. import registering
+
+    registering.check_method(registration)
+    for group in paths:
+        for p in group:
+            registering.check_image(p)
+    check_sizes([group[1:] for group in paths], what)
     return stems, paths
 
 
@@ -116,7 +128,7 @@ def check_output_dir(path):
     path = str(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(path, "output folder is an existing file")
-    for sub in ("flow", "flow_rgb"):
+    for sub in ("flow", "flow_rgb", "transform"):
         p = os.path.join(path, sub)
         if os.path.exists(p) and not os.path.isdir(p):
             raise InputError(p, "output folder is an existing file")

@@ -99,11 +99,29 @@ def _save_image(out, image, stem, save_format, *sub):
         save_u8(image, tmp, save_format)
 
 
-def _save_registration(out, stem, reg, flow, save_format, sub=()):
+def registered(ir_path, vi_path, method, report=None):
+    """The weight-free registration (``stdfusion_tf.registration``) of one
+    pair read as upstream reads it (``read_unit``): the result, whose
+    ``warped`` is the infrared image in the visible frame; a pair that falls
+    back is named on ``report`` (default stderr)."""
+    from .. import registering
+
+    return registering.register(read_unit(ir_path), read_unit(vi_path),
+                                method, name=ir_path, report=report)
+
+
+def _save_registration(out, stem, reg, flow, save_format, sub=(),
+                       record=None):
     _save_image(out, to_uint8(reg), stem, save_format, *sub)
     with out.writing(out.path(*sub, "flow", f"{stem}.npy")) as tmp:
         save_npy(flow, tmp)
     _save_image(out, flow_to_rgb(flow), stem, "png", *sub, "flow_rgb")
+    if record is not None:  # the weight-free registration's transform
+        from .. import registering
+
+        with out.writing(out.path(*sub, "transform", f"{stem}.json"),
+                         ".json") as tmp:
+            registering.save_json(record, tmp)
 
 
 def register_folders(registrar, ir_dir, output_dir, target_dir=None,
@@ -132,17 +150,25 @@ def register_folders(registrar, ir_dir, output_dir, target_dir=None,
 
 
 def fuse_folders(fuser, ir_dir, vi_dir, output_dir, color=False,
-                 save_format="png", verbose=1):
+                 save_format="png", verbose=1, registration=None):
     """Upstream's ``test_fuse.py`` (DIFN) or STDFusionNet on folders of
     (registered) pairs -> seconds per pair.  ``<output_dir>/<stem>.<fmt>``.
-    ``fuser``: a :class:`PairFuser`."""
+    ``fuser``: a :class:`PairFuser`.  ``registration`` (e.g. 'auto'):
+    register each infrared image onto its visible image first (weight-free,
+    any sizes; outside the timings); the fused image is in the visible
+    frame."""
     check_save_format(save_format)
-    stems, paths = pair(ir_dir, vi_dir, what="the infrared image")
+    stems, paths = pair(ir_dir, vi_dir, what="the infrared image",
+                        registration=registration)
     check_output_dir(output_dir)
     out = StagedOutputs(output_dir)
 
     def work(i, row):
-        image, seconds = timed(fuser.fuse_files, row[0], row[1], color)
+        if registration:
+            ir = registered(row[0], row[1], registration).warped
+            image, seconds = timed(fuser.fuse_unit, ir, row[1], color)
+        else:
+            image, seconds = timed(fuser.fuse_files, row[0], row[1], color)
         _save_image(out, image, stems[i], save_format)
         return seconds
 
@@ -155,12 +181,20 @@ def register_and_fuse(registrar, fuser, ir_dir, vi_dir, output_dir,
     """Upstream's ``test_reg_fusion.py``: register, then fuse the registered
     infrared image (the float result, not a re-read 8-bit file, as upstream
     passes ``ir_pred`` straight on).  Writes ``<output_dir>/reg/...`` (as
-    :func:`register_folders`) and ``<output_dir>/fused/<stem>.<fmt>``."""
-    mode = target_source(target_dir, vi_dir, registrar.cpstn is not None,
-                         target)
+    :func:`register_folders`) and ``<output_dir>/fused/<stem>.<fmt>``.
+
+    ``registration`` (e.g. 'auto', instead of MRRN: ``registrar`` None): the
+    weight-free registration straight onto the visible image, no target
+    needed, pairs of any sizes; ``reg/`` then also gets
+    ``transform/<stem>.json`` and everything is in the visible frame."""
+    if registration is not None:
+        mode = None
+    else:
+        mode = target_source(target_dir, vi_dir,
+                             registrar.cpstn is not None, target)
     check_save_format(save_format)
     folders = [ir_dir, vi_dir] + ([target_dir] if mode == "dir" else [])
-    stems, paths = pair(*folders, what="its pair")
+    stems, paths = pair(*folders, what="its pair", registration=registration)
     check_output_dir(output_dir)
     check_output_dir(os.path.join(str(output_dir), "reg"))
     check_output_dir(os.path.join(str(output_dir), "fused"))
@@ -168,13 +202,27 @@ def register_and_fuse(registrar, fuser, ir_dir, vi_dir, output_dir,
 
     def work(i, row):
         ir_path, vi_path = row[0], row[1]
-        tgt = (read_unit(row[2]) if mode == "dir"
-               else _target(registrar, mode, (ir_path, vi_path)))
-        start = time.perf_counter()
-        reg, flow = registrar(tgt, read_unit(ir_path))
+        record = None
+        if registration is not None:
+            from .. import registering
+
+            ir, vi = read_unit(ir_path), read_unit(vi_path)
+            start = time.perf_counter()
+            result = registering.register(ir, vi, registration,
+                                          name=ir_path)
+            reg, flow = result.warped, registering.check_flow(
+                result.flow, vi.shape, ir_path)
+            record = registering.transform_record(
+                result, ir_path, vi_path, ir.shape, vi.shape, registration)
+        else:
+            tgt = (read_unit(row[2]) if mode == "dir"
+                   else _target(registrar, mode, (ir_path, vi_path)))
+            start = time.perf_counter()
+            reg, flow = registrar(tgt, read_unit(ir_path))
         image = fuser.fuse_unit(reg, vi_path, color)
         seconds = time.perf_counter() - start
-        _save_registration(out, stems[i], reg, flow, save_format, ("reg",))
+        _save_registration(out, stems[i], reg, flow, save_format, ("reg",),
+                           record)
         _save_image(out, image, stems[i], save_format, "fused")
         return seconds
 

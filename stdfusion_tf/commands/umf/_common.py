@@ -30,6 +30,28 @@ def define_target_flags():
                       "cv2.imwrite (reproduces the released folders).")
 
 
+def define_registration_flag(default):
+    """--registration: MRRN (test_reg_fusion's default) or this project's
+    weight-free registration straight onto the visible image."""
+    choices = (["mrrn"] if default == "mrrn" else ["none"]) + [
+        "auto", "global", "dense"]
+    what = ("mrrn: MRRN onto the pseudo-infrared target (--checkpoint_reg, "
+            "--target_dir / --cpstn / --target)" if default == "mrrn" else
+            "none: fuse the pairs as given (sizes must match)")
+    flags.DEFINE_enum("registration", default, choices, f"{what}; auto "
+                      "(global then dense), global, dense: this project's "
+                      "weight-free registration of the infrared image "
+                      "straight onto the visible one (no weights, no "
+                      "pseudo-infrared image; pairs may differ in size, the "
+                      "result is in the visible frame).")
+
+
+def registration_method():
+    """The weight-free method chosen by --registration, or None."""
+    return (None if FLAGS.registration in ("mrrn", "none")
+            else FLAGS.registration)
+
+
 def load(path, kind, flag):
     """A UMF-CMGR network from a .pth (converted on the fly) or
     .weights.h5; one-line error when the flag is missing."""

@@ -5,6 +5,8 @@ r"""Fuse (registered) infrared/visible pairs with DIFN, as upstream's
         --output_dir fused [--color]
     stdfusion-umf test_fuse --ir_dir reg --vi_dir vi --fuser stdfusionnet \
         --output_dir fused_std
+    python -m umf.test_fuse --ir_dir ir_raw --vi_dir vi --registration auto \
+        --checkpoint fus_0200.pth --output_dir fused   # register first
 
 Writes ``<output_dir>/<name>.png`` (``--save_format jpg`` as upstream).
 DIFN output is saved as upstream: x 255, clipped, rounded half to even;
@@ -36,6 +38,7 @@ flags.DEFINE_enum("save_format", "png", ["png", "jpg"], "png (lossless) or "
                   "jpg (JPEG quality 95, as upstream's cv2.imwrite).")
 flags.DEFINE_string("mirror", None, "Local copy of the STDFusionNet release "
                     "(for the default stdfusionnet weights).")
+_common.define_registration_flag("none")
 flags.mark_flags_as_required(["ir_dir", "vi_dir", "output_dir"])
 
 
@@ -47,7 +50,8 @@ def main(argv):
     fuser = _common.fuser(FLAGS.fuser, FLAGS.checkpoint, FLAGS.mirror)
     timings = pipeline.fuse_folders(fuser, FLAGS.ir_dir, FLAGS.vi_dir,
                                     FLAGS.output_dir, FLAGS.color,
-                                    FLAGS.save_format)
+                                    FLAGS.save_format,
+                                    registration=_common.registration_method())
     print(f"Fused {len(timings)} pairs into "
           f"{os.path.abspath(FLAGS.output_dir)}: {_common.summary(timings)}")
 
