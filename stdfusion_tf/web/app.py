@@ -141,6 +141,10 @@ def create_app(fusion_service=None, max_waiting=2, wait_seconds=120.0):
     async def fuse(request):
         from starlette.concurrency import run_in_threadpool
 
+        kind = request.headers.get("content-type", "")
+        if not kind.startswith("multipart/form-data"):
+            return error(400, "expected a multipart/form-data body with "
+                         f"files ir and vi, got {kind or 'no content type'}")
         try:
             form = await request.form(max_files=2, max_fields=8)
         except HTTPException:
