@@ -274,47 +274,57 @@ def chromium_paths():
     return browser, driver
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """``python -m stdfusion_tf.commands.web`` on a free loopback port, small
-    limits (1 MB, 2 Mpx), a fresh Keras cache; stopped at the end."""
+def start_server(folder, *flags):
+    """``python -m stdfusion_tf.commands.web`` on a free loopback port with
+    a fresh Keras cache -> (url, process); waits until it answers."""
     import urllib.request
 
-    pytest.importorskip("starlette")
-    pytest.importorskip("uvicorn")
-    if not (SHARED / "upstream").is_dir():
-        pytest.skip("../shared/upstream is not beside the project")
     port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = folder / "server.log"
     env = {k: v for k, v in os.environ.items() if k != "STDFUSION_MIRROR"}
     env.update(PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p]),
-        KERAS_HOME=str(log.parent / "kh"))
+        KERAS_HOME=str(folder / "kh"))
     with open(log, "w") as out:
         child = subprocess.Popen(
             [sys.executable, "-m", "stdfusion_tf.commands.web",
-             "--port", str(port), "--max_upload_mb", "1",
-             "--max_megapixels", "2", "--max_waiting", "0"],
+             "--port", str(port), *flags],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while True:
         try:
             urllib.request.urlopen(url + "/api/info", timeout=5).read()
-            break
+            return url, child
         except OSError:
             if child.poll() is not None or time.time() > deadline:
                 child.kill()
                 pytest.fail("stdfusion-web did not start:\n"
                             + log.read_text()[-3000:])
             time.sleep(0.3)
-    yield url
+
+
+def stop_server(child):
     child.terminate()
     try:
         child.wait(20)
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The command with small limits (1 MB, 2 Mpx) and no queue."""
+    pytest.importorskip("starlette")
+    pytest.importorskip("uvicorn")
+    if not (SHARED / "upstream").is_dir():
+        pytest.skip("../shared/upstream is not beside the project")
+    url, child = start_server(tmp_path_factory.mktemp("server"),
+                              "--max_upload_mb", "1", "--max_megapixels",
+                              "2", "--max_waiting", "0")
+    yield url
+    stop_server(child)
 
 
 @pytest.fixture(scope="module")
@@ -452,3 +462,69 @@ def test_page_fuses_a_pair(server, browser, pair, tmp_path):
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+def post_files(url, fields, files):
+    """multipart/form-data POST with the standard library -> (status,
+    headers, body)."""
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; '
+                     f'name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, (filename, data) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; '
+                     f'name="{name}"; filename="{filename}"\r\n'
+                     'Content-Type: application/octet-stream\r\n\r\n'
+                     .encode() + data + b"\r\n")
+    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        url, data=body, method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=600) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+@pytest.mark.slow
+def test_roadscene_raw_pair_full_size(browser, tmp_path):
+    """A raw 640x512 FLIR frame and its 1404x1026 visible crop, as they
+    are: through the page and through POST /api/fuse with register=auto,
+    the fused image has the visible image's size."""
+    if not RAW.is_dir():
+        pytest.skip("../shared/datasets/RoadScene_raw is not beside the "
+                    "project")
+    ir_path = RAW / "infrared" / f"{STEM}.png"
+    vi_path = RAW / "crop_HR_visible" / f"{STEM}.jpg"
+    size = decode(vi_path.read_bytes()).size
+    url, child = start_server(tmp_path)
+    try:
+        status, headers, body = post_files(
+            url + "/api/fuse", {"register": "auto", "color": "1"},
+            {"ir": (ir_path.name, ir_path.read_bytes()),
+             "vi": (vi_path.name, vi_path.read_bytes())})
+        assert status == 200, body[:300]
+        fused = decode(body)
+        assert fused.size == size
+        (tmp_path / "api_fused.png").write_bytes(body)
+        print("API:", fused.size, {k: v for k, v in headers.items()
+                                   if k.startswith("X-")})
+        assert submit(browser, url, ir_path, vi_path, timeout=600,
+                      register="auto") == "done", message(browser)
+        width, height, mean, std = browser.execute_script(PIXEL_STATS,
+                                                          "fused")
+        assert (width, height) == size and std > 10
+        shot = tmp_path / "page_roadscene_raw.png"
+        browser.save_screenshot(str(shot))
+        print("page:", (width, height), f"mean {mean:.1f} std {std:.1f}",
+              browser.execute_script(
+                  "return document.querySelector('.facts').innerText"),
+              f"screenshot: {shot}")
+    finally:
+        stop_server(child)

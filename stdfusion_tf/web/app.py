@@ -32,6 +32,7 @@ arrives (``Content-Length`` first, then the bytes actually read).
 import json
 import pathlib
 import threading
+import traceback
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -192,8 +193,9 @@ def create_app(fusion_service=None, max_waiting=2, wait_seconds=120.0):
             if type(exc).__name__ == "ResourceExhaustedError":
                 return error(413, "the pair is too large to fuse in this "
                              "server's memory")
-            return error(500, f"internal error: {type(exc).__name__}: "
-                         f"{one_line(exc)}")
+            traceback.print_exc()  # the server's log keeps the details
+            return error(500, f"internal error ({type(exc).__name__}: "
+                         f"{one_line(exc)[:200]}); the server still runs")
         reg = result.summary["registration"]
         return Response(result.files["fused.png"], media_type="image/png",
                         headers={
