@@ -47,10 +47,16 @@ flags.DEFINE_string("preload", None, "Load this fuser at start (a preset "
 
 
 def main(argv):
-    import uvicorn
-
     from stdfusion_tf.errors import InputError
-    from stdfusion_tf.web import app as web_app
+
+    try:
+        import uvicorn
+
+        from stdfusion_tf.web import app as web_app
+    except ImportError as exc:
+        raise InputError(None, f"{exc.name or exc}: stdfusion-web needs the "
+                         "[web] extra (pip install 'stdfusion-tf[web]', or "
+                         "starlette, uvicorn and python-multipart)")
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
@@ -67,6 +73,7 @@ def main(argv):
     models = service.Models(difn_weights=FLAGS.difn_weights,
                             mirror=FLAGS.mirror)
     svc = service.FusionService(models, limits)
+    check_address(FLAGS.host, FLAGS.port)
     if FLAGS.preload:
         models.get(FLAGS.preload)
     application = web_app.create_app(svc, max_waiting=FLAGS.max_waiting,
@@ -75,6 +82,23 @@ def main(argv):
           "(Ctrl-C stops)", flush=True)
     uvicorn.run(application, host=FLAGS.host, port=FLAGS.port,
                 log_level="warning")
+
+
+def check_address(host, port):
+    """One line now, rather than uvicorn's log after the models load, when
+    the address cannot be served (port in use, unknown host)."""
+    import socket
+
+    from stdfusion_tf.errors import InputError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(infos[0][4])
+    except OSError as exc:
+        raise InputError(None, f"cannot serve on {host}:{port} "
+                         f"({exc.strerror or exc})")
 
 
 def run():
