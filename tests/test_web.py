@@ -514,7 +514,7 @@ def test_roadscene_raw_pair_full_size(browser, tmp_path):
         assert fused.size == size
         (tmp_path / "api_fused.png").write_bytes(body)
         print("API:", fused.size, {k: v for k, v in headers.items()
-                                   if k.startswith("X-")})
+                                   if k.lower().startswith("x-")})
         assert submit(browser, url, ir_path, vi_path, timeout=600,
                       register="auto") == "done", message(browser)
         width, height, mean, std = browser.execute_script(PIXEL_STATS,
