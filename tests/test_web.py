@@ -528,3 +528,37 @@ def test_roadscene_raw_pair_full_size(browser, tmp_path):
               f"screenshot: {shot}")
     finally:
         stop_server(child)
+
+
+def test_difn_offline_is_said_on_the_menu(monkeypatch, tmp_path):
+    """No DIFN weights on the machine and no network: the menu says the
+    weights are fetched on first use; once that fails, the choice is
+    unavailable with the reason, and asking for it is a 400."""
+    from stdfusion_tf import assets
+    from stdfusion_tf.errors import InputError
+    from stdfusion_tf.web import service
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(assets, "mirror_or_shared", lambda group: None)
+
+    def offline(group, **kwargs):
+        raise InputError("https://raw.githubusercontent.com/x",
+                         "cannot fetch checkpoint/umf/fus_0200.pth "
+                         "(<urlopen error [Errno -3] Temporary failure in "
+                         "name resolution>)")
+
+    monkeypatch.setattr(assets, "fetch", offline)
+    models = service.Models()
+    difn = {c["name"]: c for c in models.choices()}["difn"]
+    assert difn["available"] and "needs the network" in difn["note"]
+    for _ in range(2):  # the failure is remembered, not retried
+        with pytest.raises(service.Unavailable) as err:
+            models.get("difn")
+        assert err.value.status == 400
+        assert "fuser 'difn' unavailable" in str(err.value)
+        assert "cannot fetch" in str(err.value)
+    difn = {c["name"]: c for c in models.choices()}["difn"]
+    assert not difn["available"] and "cannot fetch" in difn["note"]
+    given = service.Models(difn_weights=str(tmp_path / "mine.pth"))
+    label = {c["name"]: c for c in given.choices()}["difn"]["label"]
+    assert "mine.pth" in label
