@@ -122,15 +122,9 @@ def register_pair(ir, vi, method="auto"):
     if method == "dense":
         m_w, m, score = base_w, base, base_score
     else:
-        starts = [m for _, m in search.coarse_candidates(pyr, vi)]
-        starts.append(base)
-        best = (-2.0, None)
-        for m0 in starts:
-            m_w = search.refine(pyr, vw, fv, m0 @ to_vi)
-            s = search.frame_score(pyr, fv, m_w, vw.shape)[0]
-            if s > best[0]:
-                best = (s, m_w)
-        score, m_w = best
+        starts = search.local_starts(ir.shape, vi.shape)
+        starts += [m for _, m in search.coarse_candidates(pyr, vi)]
+        score, m_w = search.refine(pyr, vw, fv, [m0 @ to_vi for m0 in starts])
         m = m_w @ np.linalg.inv(to_vi)
         if score < base_score + MIN_GAIN or score < MIN_SCORE:
             return _result(ir, vi.shape, base, None, base_score, True,
@@ -171,8 +165,8 @@ def _upsample_field(field, to_small, shape):
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     # full pixel -> reduced pixel, then sample the field there
-    rx = (xx - to_small[0, 2]) / sx
-    ry = (yy - to_small[1, 2]) / sy
+    rx = ((xx - to_small[0, 2]) / sx).astype(np.float32)
+    ry = ((yy - to_small[1, 2]) / sy).astype(np.float32)
     fy = cv2.remap(field[0], rx, ry, cv2.INTER_LINEAR,
                    borderMode=cv2.BORDER_REPLICATE) * sy
     fx = cv2.remap(field[1], rx, ry, cv2.INTER_LINEAR,
