@@ -149,6 +149,10 @@ def test_fuse_without_registration_gray(client, pair):
     assert r.status_code == 200, r.text
     fused = decode(r.content)
     assert fused.size == (w, h) and fused.mode == "L"
+    assert r.headers["X-Registration-Method"] == "none"
+    rid = r.headers["X-Result-Id"]
+    summary = client.get(f"/api/results/{rid}/summary.json").json()
+    assert summary["registration"]["method"] == "none"
 
 
 @pytest.mark.parametrize("make, status, needles", [
@@ -462,6 +466,13 @@ def test_page_fuses_a_pair(server, browser, pair, tmp_path):
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+    # no registration, gray output
+    assert submit(browser, server, ir_path, vi_path, register="none",
+                  color=False) == "done", message(browser)
+    assert browser.execute_script(
+        "return document.getElementById('method').textContent") == "none"
+    width, height, _, std = browser.execute_script(PIXEL_STATS, "fused")
+    assert (width, height) == (w, h) and std > 10
 
 
 def post_files(url, fields, files):

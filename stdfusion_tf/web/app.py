@@ -202,7 +202,8 @@ def create_app(fusion_service=None, max_waiting=2, wait_seconds=120.0):
                             "X-Result-Id": result.id,
                             "X-Registration-Method": reg["method"],
                             "X-Registration-Confidence":
-                                f"{reg['confidence']:.4f}",
+                                "n/a" if reg["confidence"] is None
+                                else f"{reg['confidence']:.4f}",
                             "X-Registration-Fallback":
                                 str(reg["fallback"]).lower(),
                             "X-Seconds":
@@ -218,7 +219,8 @@ def create_app(fusion_service=None, max_waiting=2, wait_seconds=120.0):
             return error(404, "no such result (only the last "
                          f"{service_module.RESULTS_KEPT} are kept)")
         if name == "summary.json":
-            body = json.dumps(result.summary, indent=2).encode()
+            body = json.dumps(result.summary, indent=2,
+                              allow_nan=False).encode()
         elif name in result.files:
             body = result.files[name]
         else:

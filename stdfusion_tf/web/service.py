@@ -512,7 +512,8 @@ class FusionService:
             "registration": {
                 "requested": register_method,
                 "method": str(reg.method),
-                "confidence": float(reg.confidence),
+                # None where no registration ran (method none: NaN)
+                "confidence": finite_or_none(reg.confidence),
                 "fallback": bool(reg.fallback),
                 "matrix": np.asarray(reg.matrix, np.float64).tolist(),
                 "largest_dense_displacement_px": round(peak, 3),
@@ -530,6 +531,11 @@ class FusionService:
         summary["files"] = sorted(files)
         self._keep(result)
         return result
+
+
+def finite_or_none(value):
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def _read(engine, path, upload, infrared):
