@@ -488,17 +488,8 @@ class FusionService:
         files = {"fused.png": png(fused)}
         t["encode fused"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        ir_u8, vi_u8 = to_u8(reg.warped), to_u8(engine.unit(vi_gray))
-        residual = np.asarray(reg.flow, np.float32) - global_flow(
-            reg.matrix, reg.flow.shape[1:])
-        flow_rgb, peak = flow_picture(residual)
-        files["registered.png"] = png(ir_u8)
-        files["checkerboard.png"] = png(checkerboard(ir_u8, vi_u8))
-        files["overlay.png"] = png(colour_overlay(ir_u8, vi_u8))
-        files["flow.png"] = png(flow_rgb)
-        buf = io.BytesIO()
-        np.save(buf, np.asarray(reg.flow, np.float32))
-        files["flow.npy"] = buf.getvalue()
+        pictures, peak = registration_files(reg, engine.unit(vi_gray))
+        files.update(pictures)
         t["pictures"] = time.perf_counter() - mark
         t["total"] = time.perf_counter() - start
 
@@ -531,6 +522,22 @@ class FusionService:
         summary["files"] = sorted(files)
         self._keep(result)
         return result
+
+
+def registration_files(reg, vi_unit):
+    """The pictures and files of a registration result: {name: bytes}, and
+    the largest dense displacement beyond the global transform (pixels)."""
+    ir_u8, vi_u8 = to_u8(reg.warped), to_u8(vi_unit)
+    flow = np.asarray(reg.flow, np.float32)
+    residual = flow - global_flow(reg.matrix, flow.shape[1:])
+    flow_rgb, peak = flow_picture(residual)
+    buf = io.BytesIO()
+    np.save(buf, flow)
+    return {"registered.png": png(ir_u8),
+            "checkerboard.png": png(checkerboard(ir_u8, vi_u8)),
+            "overlay.png": png(colour_overlay(ir_u8, vi_u8)),
+            "flow.png": png(flow_rgb),
+            "flow.npy": buf.getvalue()}, peak
 
 
 def finite_or_none(value):
