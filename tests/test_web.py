@@ -573,3 +573,15 @@ def test_difn_offline_is_said_on_the_menu(monkeypatch, tmp_path):
     given = service.Models(difn_weights=str(tmp_path / "mine.pth"))
     label = {c["name"]: c for c in given.choices()}["difn"]["label"]
     assert "mine.pth" in label
+
+
+def test_a_busy_machine_still_fuses_small_pairs(monkeypatch):
+    """The STDFusionNet budget counts the TF runtime the server already
+    holds: with little memory free, small pairs still fuse whole."""
+    from stdfusion_tf import fusion
+    from stdfusion_tf.web import service
+
+    monkeypatch.setattr(fusion, "available_memory", lambda: 600 << 20)
+    assert service.memory_budget() == service.MIN_MEMORY_BUDGET
+    assert fusion.plan_tile_size(256, 351, service.memory_budget()) is None
+    assert fusion.plan_tile_size(1026, 1404, service.memory_budget()) > 128

@@ -59,6 +59,7 @@ DIFN = "difn"
 # (its dense blocks hold up to 256 channels per pixel).
 DIFN_HALO = 12
 DIFN_TILE = 512
+MIN_MEMORY_BUDGET = 2 << 30  # bytes, see memory_budget
 RESULTS_KEPT = 4  # the last results stay downloadable
 PNG_LEVEL = 3  # zlib level: fast, the files stay local
 
@@ -138,23 +139,39 @@ def check_upload(upload, limits):
 
 
 # ---------------------------------------------------------------- fusers --
+def memory_budget():
+    """STDFusionNet's memory budget for one request: half the memory
+    available now (as ``stdfusion-fuse``), but at least
+    ``MIN_MEMORY_BUDGET``: the budget counts the TensorFlow runtime, which a
+    running server has already paid for, so a busy machine must not refuse
+    small pairs (large ones are fused in tiles)."""
+    from .. import fusion
+
+    return max(fusion.default_max_memory(), MIN_MEMORY_BUDGET)
+
+
 class STDFusionNetEngine:
     """An STDFusionNet preset, read and saved as ``stdfusion-fuse`` does."""
 
     kind = "stdfusionnet"
 
-    def __init__(self, preset, mirror=None):
+    def __init__(self, preset):
         from .. import fusion
         from ..loading import load_model
+
+        self.fuser = fusion.Fuser(load_model(preset),
+                                  max_memory=memory_budget())
+        self.fuser.warm_up()
+
+    @staticmethod
+    def fetch(preset, mirror=None):
+        """A built-in preset fetched (from the mirror) and converted once."""
         from ..model import STDFusionNet
 
-        if preset in presets.BUILTIN:  # fetched (from the mirror) once
+        if preset in presets.BUILTIN:
             group = presets.BUILTIN[preset]
             presets.resolve(preset, STDFusionNet,
                             mirror=mirror or assets.mirror_or_shared(group))
-        self.fuser = fusion.Fuser(load_model(preset),
-                                  max_memory=fusion.default_max_memory())
-        self.fuser.warm_up()
 
     def read(self, path, infrared):
         """[H, W] float32 on 0..255 (``images.read_gray``; 16-bit or float
@@ -169,6 +186,7 @@ class STDFusionNetEngine:
         from .. import fusion
 
         ir = np.asarray(ir_unit, np.float32) * np.float32(2) - np.float32(1)
+        self.fuser.max_memory = memory_budget()  # what is free now
         fused = self.fuser(ir, images.scale_in(vi_gray))
         return fusion.to_image(fused, vi_path, color=color, inplace=True)
 
@@ -299,24 +317,31 @@ class Models:
                 raise Unavailable(f"fuser {name!r} unavailable on this "
                                   f"server: {self._failed[name]}")
             start = time.perf_counter()
-            try:
-                engine = self._load(name)
+            try:  # a failure to get the weights (offline) is remembered
+                source = self._weights(name)
             except InputError as exc:
                 self._failed[name] = str(exc)
                 raise Unavailable(f"fuser {name!r} unavailable on this "
                                   f"server: {exc}")
+            try:
+                engine = (DIFNEngine(source) if name == DIFN
+                          else STDFusionNetEngine(source))
+            except InputError as exc:  # bad weights file, memory, ...
+                raise Unavailable(f"fuser {name!r} cannot be loaded: {exc}")
             self._loaded[name] = engine
             return engine, time.perf_counter() - start
 
-    def _load(self, name):
+    def _weights(self, name):
+        """Fetch what ``name`` needs -> what its engine loads."""
         if name != DIFN:
-            return STDFusionNetEngine(name, self.mirror)
+            STDFusionNetEngine.fetch(name, self.mirror)
+            return name
         if self.difn_weights:
-            return DIFNEngine(self.difn_weights)
-        entry, cached = self._difn_asset()
+            return self.difn_weights
+        _, cached = self._difn_asset()
         assets.fetch("umf_weights", root=presets.cache_root(), verbose=False,
                      mirror=assets.mirror_or_shared("umf_weights"))
-        return DIFNEngine(str(cached))
+        return str(cached)
 
 
 # -------------------------------------------------------------- pictures --
@@ -481,7 +506,10 @@ class FusionService:
             t["register"] = time.perf_counter() - mark
 
             mark = time.perf_counter()
-            fused = engine.fuse(reg.warped, vi_gray, paths[1], color)
+            try:
+                fused = engine.fuse(reg.warped, vi_gray, paths[1], color)
+            except InputError as exc:  # above the memory budget
+                raise TooLarge(f"fusion: {exc}")
             t["fuse"] = time.perf_counter() - mark
 
         mark = time.perf_counter()
