@@ -101,7 +101,7 @@ def test_installed_package_imports_outside_the_tree(venv):
                " print(*m.requires('stdfusion-tf'), sep='|')")
     assert proc.returncode == 0, proc.stderr
     extras, requires = proc.stdout.splitlines()
-    assert extras == "['jax', 'test']"
+    assert extras == "['jax', 'test', 'web']"
     requires = requires.split("|")
     for name in ("tensorflow", "keras", "numpy", "scipy", "pillow", "h5py",
                  "absl-py", "tensorboard", "matplotlib", "imageio"):
