@@ -433,10 +433,10 @@ def test_page_bad_uploads_say_why_and_the_server_keeps_serving(
         text = message(browser)
         for needle in needles:
             assert needle in text, (name, text)
+        browser.save_screenshot(str(tmp_path / f"bad-{name}.png"))
         # still serving
         assert urllib.request.urlopen(server + "/api/info",
                                       timeout=10).status == 200
-    browser.save_screenshot(str(tmp_path / "bad_upload.png"))
 
 
 def test_page_fuses_a_pair(server, browser, pair, tmp_path):

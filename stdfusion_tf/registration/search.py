@@ -26,7 +26,7 @@ COARSE = 96
 WORK = 320
 ANGLES = np.arange(-15.0, 15.0 + 1e-9, 7.5)
 SCALE_RANGE = (1.0 / 3.0, 3.0)
-SCALE_STEP = 2.0 ** (1.0 / 6.0)
+SCALE_STEP = 2.0 ** (1.0 / 4.0)
 HIGHPASS = 4.0  # coarse pixels
 SIGMA = 1.0  # feature blur at the working size
 
