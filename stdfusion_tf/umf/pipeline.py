@@ -177,7 +177,7 @@ def fuse_folders(fuser, ir_dir, vi_dir, output_dir, color=False,
 
 def register_and_fuse(registrar, fuser, ir_dir, vi_dir, output_dir,
                       target_dir=None, target="pseudo_ir", color=False,
-                      save_format="png", verbose=1):
+                      save_format="png", verbose=1, registration=None):
     """Upstream's ``test_reg_fusion.py``: register, then fuse the registered
     infrared image (the float result, not a re-read 8-bit file, as upstream
     passes ``ir_pred`` straight on).  Writes ``<output_dir>/reg/...`` (as
