@@ -177,12 +177,14 @@ def test_installed_presets_and_default_weights_use_the_keras_cache(venv,
     proc = run(venv, env_dir / "bin" / "python", "-c",
                "from stdfusion_tf import STDFusionNet, presets; "
                "m = STDFusionNet.from_preset('stdfusionnet_retrained_30ep'); "
-               "print(m.count_params()); print(presets.PACKAGE_DIR); "
-               "from stdfusion_tf.loading import default_checkpoint as d; "
-               "print(d('checkpoint/Fusion.model-29'))",
+               "print('P', m.count_params()); print('D', presets.PACKAGE_DIR);"
+               " from stdfusion_tf.loading import default_checkpoint as d; "
+               "print('C', d('checkpoint/Fusion.model-29'))",
                env={"KERAS_HOME": str(home), "STDFUSION_MIRROR": str(upstream)})
     assert proc.returncode == 0, proc.stderr
-    params, package, checkpoint = proc.stdout.splitlines()[-3:]
+    tagged = dict(l.split(" ", 1) for l in proc.stdout.splitlines()
+                  if l[:2] in ("P ", "D ", "C "))
+    params, package, checkpoint = tagged["P"], tagged["D"], tagged["C"]
     assert int(params) > 0 and package.startswith(site)
     assert checkpoint == str(home / "stdfusion_tf" / "checkpoint" /
                              "Fusion.model-29")

@@ -3,15 +3,12 @@
 ``../shared/umf-cmgr/reference/fused_*`` are upstream's ``FusionNet`` with
 ``fus_0200.pth`` run on CPU, saved losslessly as upstream converts (x 255,
 round half even, clip).  The suite checks 40 of the 120 (every third name,
-a different third per folder); ``STDFUSION_UMF_FULL=1`` checks all 120.
+a different third per folder); ``pytest -m slow`` checks all 120.
 """
-
-import os
 
 import numpy as np
 import pytest
 
-FULL = os.environ.get("STDFUSION_UMF_FULL") == "1"
 # reference folder -> the infrared input it was made from (vi = vi_256)
 REFERENCES = {"fused_reg": "ir_reg", "fused_noreg": "ir_warp",
               "fused_orig": "ir_256"}
@@ -72,14 +69,18 @@ def test_to_uint8_is_opencv_saturate_cast():
     assert to_uint8(x).tolist()[:5] == [0, 0, 0, 2, 2]
 
 
-@pytest.mark.parametrize("k,reference", list(enumerate(REFERENCES)))
-def test_reproduces_upstream(difn, umf, k, reference):
+@pytest.mark.parametrize(
+    "k,reference,full",
+    [(k, r, False) for k, r in enumerate(REFERENCES)]
+    + [pytest.param(k, r, True, marks=pytest.mark.slow)
+       for k, r in enumerate(REFERENCES)])
+def test_reproduces_upstream(difn, umf, k, reference, full):
     from PIL import Image
     from stdfusion_tf.umf.difn import to_uint8
 
     names = sorted(p.stem for p in (umf / "reference" / reference).iterdir())
     assert len(names) == 40
-    if not FULL:
+    if not full:
         names = names[k::3]
     road = umf / "RoadScene"
     ir = np.stack([read(road / REFERENCES[reference] / f"{n}.jpg")

@@ -88,4 +88,10 @@ def dispatch(package, subcommands, doc, argv=None):
               f"{', '.join(subcommands)})", file=sys.stderr)
         sys.exit(1)
     sys.argv = [f"{argv[0]} {name}"] + argv[2:]
-    importlib.import_module(f"{package}.{name}").run()
+    try:
+        module = importlib.import_module(f"{package}.{name}")
+    except KeyboardInterrupt:  # Ctrl-C while starting: no traceback
+        print(f"{prog} {name}: interrupted (SIGINT): 0 output file(s) "
+              "written", file=sys.stderr)
+        sys.exit(128 + 2)
+    module.run()
