@@ -180,25 +180,41 @@ def grid_error(flow, truth_matrix, ir_shape, step=None):
 
 # ---------------------------------------------------------------- runs --
 
-def run_pair(dataset, stem, ir_path, vi_path, method, level="hard", seed=0):
-    """Register one pair: {"stem", "error" (EPE or grid error, px),
-    "seconds", "method", "fallback", "confidence"}."""
+def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0):
+    """Register one pair with the default method (``auto``) and score three
+    rows from that one call: ``none`` (the plain resize), ``global`` (the
+    result's global matrix alone) and ``auto`` (global + dense, with its
+    fallback).  Returns {row: {"error", "seconds", "method", "fallback",
+    "confidence"}}; the error is the EPE (synthetic) or the grid error
+    (real pairs), px."""
     vi = read01(vi_path)
     if dataset == "raw":
         ir = read01(ir_path)
         truth = raw_truth(stem)["matrix"]
-        t0 = time.perf_counter()
-        r = register_pair(ir, vi, method)
-        sec = time.perf_counter() - t0
-        err = grid_error(r.flow, truth, ir.shape)[0]
+
+        def error(flow):
+            return grid_error(flow, truth, ir.shape)[0]
     else:
         ir, f, mask = synthetic_case(ir_path, stem, level, seed)
-        t0 = time.perf_counter()
-        r = register_pair(ir, vi, method)
-        sec = time.perf_counter() - t0
-        err = epe(r.flow, f, mask)
-    return {"stem": stem, "error": err, "seconds": sec, "method": r.method,
-            "fallback": r.fallback, "confidence": r.confidence}
+
+        def error(flow):
+            return epe(flow, f, mask)
+    t0 = time.perf_counter()
+    base = register_pair(ir, vi, "none")
+    t_none = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r = register_pair(ir, vi, "auto")
+    sec = time.perf_counter() - t0
+    common = {"stem": stem, "fallback": r.fallback,
+              "confidence": r.confidence}
+    return {
+        "none": dict(common, error=error(base.flow), seconds=t_none,
+                     method="none"),
+        "global": dict(common, error=error(geometry.matrix_flow(
+            r.matrix, vi.shape)), seconds=sec, method="global"),
+        "auto": dict(common, error=error(r.flow), seconds=sec,
+                     method=r.method),
+    }
 
 
 def summary(rows):

@@ -26,8 +26,9 @@ COARSE = 96
 WORK = 320
 ANGLES = np.arange(-15.0, 15.0 + 1e-9, 7.5)
 SCALE_RANGE = (1.0 / 3.0, 3.0)
-SCALE_STEP = 2.0 ** (1.0 / 6.0)
+SCALE_STEP = 2.0 ** (1.0 / 4.0)
 HIGHPASS = 4.0  # coarse pixels
+SIGMA = 1.0  # feature blur at the working size
 
 
 class Pyramid:
@@ -184,13 +185,13 @@ def local_starts(ir_shape, vi_shape):
     return out
 
 
-def frame_score(ir_pyr, fv, m_work, shape, sigma=1.0):
+def frame_score(ir_pyr, fv, m_work, shape, sigma=None):
     """Similarity of the visible features ``fv`` (working frame) and the
     infrared warped by ``m_work`` (working pixel -> infrared pixel), over the
     pixels that see the infrared image, and that overlap's fraction."""
     warped = ir_pyr.warp(m_work, shape)
     mask = ir_pyr.inside(m_work, shape) > 0
-    fi = features.orientation(warped, sigma)
+    fi = features.orientation(warped, SIGMA if sigma is None else sigma)
     frac = float(mask.mean())
     if frac < 0.05:
         return -1.0, frac
@@ -203,19 +204,22 @@ def frame_score(ir_pyr, fv, m_work, shape, sigma=1.0):
 
 
 ROUNDS = ((0.16, 0.05, 6.0), (0.10, 0.025, 3.0), (0.10, 0.0125, 2.0))
+FINE_ROUND = (0.08, 0.006, 1.5)  # at up to 640 px
 
 
-def refine_round(ir_pyr, vw, fv, m, r, projective=True):
+def refine_round(ir_pyr, vw, fv, m, r, projective=True, setting=None):
     """One round of patch matching + RANSAC fit from ``m`` (working
-    visible pixel -> infrared pixel); returns the new matrix or None."""
+    visible pixel -> infrared pixel); returns the new matrix or None.
+    ``setting``: (patch, search, RANSAC threshold) instead of
+    ``ROUNDS[r]`` (fractions of the long side; threshold in pixels)."""
     hw, ww = vw.shape
     side = max(hw, ww)
-    psize, srch, thresh = ROUNDS[r]
+    psize, srch, thresh = setting or ROUNDS[r]
     patch = max(12, int(round(psize * side)) // 2 * 2)
     search = max(3, int(round(srch * side)))
     stride = max(4, patch // 2)
     warped = ir_pyr.warp(m, (hw, ww))
-    fi = features.orientation(warped, 1.0)
+    fi = features.orientation(warped, SIGMA)
     fi *= ir_pyr.inside(m, (hw, ww))
     ys, xs, dy, dx, q, _ = matching.match(fv, fi, patch, search, stride)
     good = q > 0.3
@@ -233,7 +237,7 @@ def refine_round(ir_pyr, vw, fv, m, r, projective=True):
     if a is None or inl is None or inl.sum() < 6:
         return None
     m_a = np.vstack([a, [0.0, 0.0, 1.0]])
-    if projective and r == len(ROUNDS) - 1 and inl.sum() >= 12:
+    if projective and r >= len(ROUNDS) - 1 and inl.sum() >= 12:
         hmat, _ = cv2.findHomography(src, dst, cv2.RANSAC, thresh * scale)
         if hmat is not None and abs(hmat[2, 2]) > 1e-9:
             hmat = hmat / hmat[2, 2]
@@ -265,3 +269,27 @@ def refine(ir_pyr, vw, fv, starts, keep=2):
         if s > best[0]:
             best = (s, m)
     return best
+
+
+def consensus(ir_pyr, vw, fv, m):
+    """Fraction of the structured patches that agree with ``m``: their
+    correlation peak is clear (> 0.3) and within 1.5 working pixels of
+    zero shift.  A right registration of a real pair agrees in many
+    patches; a wrong one that happens to score well in a few does not."""
+    hw, ww = vw.shape
+    side = max(hw, ww)
+    patch = max(12, int(round(0.10 * side)) // 2 * 2)
+    search = max(3, int(round(0.02 * side)))
+    warped = ir_pyr.warp(m, (hw, ww))
+    mask = ir_pyr.inside(m, (hw, ww))
+    fi = features.orientation(warped, SIGMA) * mask
+    ys, xs, dy, dx, q, energy = matching.match(fv, fi, patch, search,
+                                               patch // 2)
+    if len(q) == 0:
+        return 0.0
+    iy = np.clip(ys.astype(int), 0, hw - 1)
+    ix = np.clip(xs.astype(int), 0, ww - 1)
+    structured = (energy > 0.5 * np.median(energy)) & (mask[iy, ix] > 0)
+    agree = structured & (q > 0.3) & (np.hypot(dy, dx) < 1.5)
+    return float(agree.sum() / max(1, structured.sum()))
+
