@@ -44,7 +44,10 @@ def _earlier(out):
     return earlier
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [
+    signal.SIGTERM,
+    # the same handler; in the slow run only
+    pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_signal_ends_a_fuse_run_with_one_line(many_pairs, tmp_path,
                                               jiayi_weights, sig):
     out = tmp_path / "out"

@@ -272,6 +272,7 @@ def test_help_shows_the_shared_flags_and_the_presets():
         assert f"  {name} " in proc.stdout, name
 
 
+@pytest.mark.slow  # the shared layer's handling, tested on fuse by default
 def test_sigterm_ends_a_registration_run_with_one_line(umf, tmp_path):
     """The UMF commands share cli.run's signal handling: one line, exit
     128 + 15, this run's outputs rolled back, earlier files intact."""

@@ -7,12 +7,16 @@ no PyTorch needed)."""
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_one_line_error, run_cli
+from conftest import ROOT, UMF, assert_one_line_error, run_cli
 from pth_writer import Call, write_pth
+
+# used by tests that depend on the umf fixture (skipped without ../shared)
+WEIGHTS = UMF / "weights"
+
 
 @pytest.fixture(scope="session")
 def umf_weights(umf):
-    return umf / "weights"
+    return WEIGHTS
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,10 @@ from absl import flags
 from stdfusion_tf import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("src", None, "Upstream PyTorch weights (.pth).")
+flags.DEFINE_string("src", None, "Upstream PyTorch weights (.pth), or a "
+                    "UMF-CMGR preset name (umfcmgr_retrain_reg_0800, "
+                    "umfcmgr_retrain_fus_0200: fetched into the Keras cache, "
+                    "from $STDFUSION_UMF_MIRROR when set).")
 flags.DEFINE_string("dst", None, "Output Keras weights file (.weights.h5).")
 flags.DEFINE_enum("network", "auto", ["auto", "mrrn", "difn", "cpstn_g",
                                       "cpstn_d"],
@@ -101,7 +104,10 @@ def main(argv):
     from stdfusion_tf.checkpoints.pth import load_pth
     from stdfusion_tf.umf import weights
 
+    from stdfusion_tf import presets
+
     dst = weights.check_destination(FLAGS.dst)
+    FLAGS.src = str(presets.resolve_umf(FLAGS.src))  # a preset name: its .pth
     if weights.is_keras_weights(FLAGS.src):
         raise InputError(FLAGS.src, "is already a Keras .weights.h5 file")
     if os.path.isdir(FLAGS.src):
