@@ -1,0 +1,175 @@
+"""Export STDFusionNet as a SavedModel, TFLite or ONNX model, verified.
+
+    stdfusion-export --format saved_model --output_dir export
+    stdfusion-export --format tflite --output_dir export            # float32
+    stdfusion-export --format tflite --quantize dynamic --output_dir export
+    stdfusion-export --format tflite --quantize int8 --output_dir export
+    stdfusion-export --format onnx --output_dir export               # float32
+    stdfusion-export --format onnx --quantize int8 --output_dir export
+
+Files in --output_dir: ``saved_model/``, ``stdfusion.tflite``,
+``stdfusion_dynamic_range.tflite``, ``stdfusion_int8.tflite``,
+``stdfusion.onnx``, ``stdfusion_int8.onnx`` (ONNX Runtime's static QDQ int8).
+Every model takes ``ir`` and ``vi`` float32 [1, H, W, 1] in [-1, 1], any H
+and W, and gives ``fused`` in the same range (int8 models quantise and
+dequantise inside).  Each model is run on the verification pairs (--ir_dir,
+--vi_dir; upstream's 9 test pairs by default) against the Keras model
+before it is written: float models must reach 60 dB PSNR, quantised ones
+--min_psnr; a model below its floor is not written.  TFLite runs in LiteRT
+(pip install 'stdfusion-tf[litert]'), ONNX in ONNX Runtime
+('stdfusion-tf[onnx]').  int8 models are calibrated on --calibration_size
+patches of the training pairs (--calibration_ir_dir, --calibration_vi_dir).
+
+Same program: ``python -m stdfusion_tf.commands.export``.
+"""
+
+import os
+
+from absl import flags
+
+from stdfusion_tf import cli, presets
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "onnx"],
+                  "What to export.")
+flags.DEFINE_enum("quantize", "none", ["none", "dynamic", "int8"],
+                  "none: float32; dynamic (tflite): int8 weights, float "
+                  "activations; int8: int8 weights and activations "
+                  "calibrated on training patches (tflite: LiteRT, with the "
+                  "few layers that need it kept in float; onnx: ONNX "
+                  "Runtime's static QDQ).")
+flags.DEFINE_string("checkpoint", "checkpoint/Fusion.model-29",
+                    "Weights: a .weights.h5 file, a TF1 checkpoint, or a "
+                    "preset (a folder written by save_to_preset, or a "
+                    "built-in name: " + ", ".join(presets.names()) + ").")
+flags.DEFINE_string("output_dir", "export", "Where the models go.")
+flags.DEFINE_bool("overwrite", False, "Replace a model already there.")
+flags.DEFINE_string("ir_dir", "Test_ir", "Verification pairs (infrared).")
+flags.DEFINE_string("vi_dir", "Test_vi", "Verification pairs (visible).")
+flags.DEFINE_string("calibration_ir_dir", "Train_ir", "int8 calibration: "
+                    "infrared training images.")
+flags.DEFINE_string("calibration_vi_dir", "Train_vi", "int8 calibration: "
+                    "visible training images.")
+flags.DEFINE_integer("calibration_size", 64, "int8 calibration: number of "
+                     "128x128 training patch pairs.", lower_bound=1)
+flags.DEFINE_float("min_psnr", None, "Floor (dB, against the Keras model, "
+                   "worst verification pair) below which a quantised model "
+                   "is not written.  Default: 40 for dynamic, the int8 "
+                   "floor of docs/deployment.md for int8.")
+flags.DEFINE_string("mirror", None, "Local mirror of the upstream files.")
+
+
+def target_name():
+    from stdfusion_tf.export import FILE_NAMES
+
+    if FLAGS.format == "saved_model":
+        if FLAGS.quantize != "none":
+            raise_input(f"--quantize {FLAGS.quantize}",
+                        "saved_model is float32 only")
+        return "saved_model"
+    key = (FLAGS.format, FLAGS.quantize)
+    if key not in FILE_NAMES:
+        raise_input(f"--quantize {FLAGS.quantize}",
+                    f"not available for --format {FLAGS.format}")
+    return FILE_NAMES[key]
+
+
+def raise_input(what, problem):
+    from stdfusion_tf.errors import InputError
+
+    raise InputError(what, problem)
+
+
+def main(argv):
+    from stdfusion_tf import export, fileio
+    from stdfusion_tf.errors import InputError
+    from stdfusion_tf.fusion import Fuser
+    from stdfusion_tf.loading import ensure_defaults, load_model
+
+    if len(argv) > 1:
+        raise flags.UnrecognizedFlagError(argv[1])
+    name = target_name()
+    target = os.path.join(FLAGS.output_dir, name)
+    if os.path.exists(FLAGS.output_dir) and not os.path.isdir(
+            FLAGS.output_dir):
+        raise InputError(FLAGS.output_dir, "exists and is not a folder")
+    fileio.check_folder(FLAGS.output_dir)
+    if name == "saved_model":
+        if os.path.exists(target) and not os.path.isdir(target):
+            raise InputError(target, "exists and is not a folder")
+    else:
+        fileio.check_writable(FLAGS.output_dir, [target])
+    if os.path.exists(target) and not FLAGS.overwrite:
+        raise InputError(target, "exists (--overwrite to replace)")
+    # the optional runtimes first: a missing one fails before the work
+    try:
+        if FLAGS.format == "tflite":
+            export._need("ai_edge_litert.interpreter", "litert")
+        if FLAGS.format == "onnx":
+            export._need("tf2onnx", "onnx")
+            export._need("onnxruntime", "onnx")
+    except export.MissingPackage as exc:
+        raise InputError(f"--format {FLAGS.format}", str(exc))
+
+    ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.mirror)
+    model = load_model(FLAGS.checkpoint)
+    keras_fuser = Fuser(model)
+    pairs = export.test_pairs(FLAGS.ir_dir, FLAGS.vi_dir)
+    print(f"Keras reference on {len(pairs)} verification pairs ...",
+          flush=True)
+    reference = [keras_fuser(ir, vi) for ir, vi in pairs]
+
+    if name == "saved_model":
+        saved = export.export_saved_model(model, target)
+        diff, low = export.verify(reference, export.SavedModelFuser(saved),
+                                  pairs)
+        print(f"SavedModel {saved}: max abs diff vs Keras on {len(pairs)} "
+              f"pairs = {diff:.3e} (tolerance "
+              f"{export.SAVED_MODEL_TOLERANCE:.0e})")
+        if not diff <= export.SAVED_MODEL_TOLERANCE:
+            raise InputError(saved, f"export differs from Keras by {diff:.3e}")
+        return
+
+    calibration = None
+    if FLAGS.quantize == "int8":
+        folders = [FLAGS.calibration_ir_dir, FLAGS.calibration_vi_dir]
+        if folders == ["Train_ir", "Train_vi"] and \
+                not any(os.path.exists(f) for f in folders):
+            from stdfusion_tf import assets
+
+            assets.fetch("train_images", root=".", mirror=FLAGS.mirror)
+        calibration = export.calibration_patches(
+            *folders, count=FLAGS.calibration_size)
+        print(f"Calibrating on {len(calibration)} training patch pairs "
+              f"(128x128) ...", flush=True)
+
+    floor = export.FLOAT_PSNR_FLOOR
+    if FLAGS.quantize != "none":
+        floor = FLAGS.min_psnr if FLAGS.min_psnr is not None else \
+            export.QUANTIZED_PSNR_FLOORS[FLAGS.format, FLAGS.quantize]
+    if FLAGS.format == "tflite":
+        content = export.convert_tflite(model, FLAGS.quantize, calibration)
+        runner = export.LiteRTFuser
+        runtime = "LiteRT"
+    else:
+        content = export.convert_onnx(model)
+        if FLAGS.quantize == "int8":
+            content = export.quantize_onnx_int8(content, calibration)
+        runner = export.OnnxFuser
+        runtime = "ONNX Runtime"
+    diff, low = export.write_verified(target, content, runner, reference,
+                                      pairs, floor)
+    kind = {"none": "float32", "dynamic": "dynamic-range quantised",
+            "int8": "int8"}[FLAGS.quantize]
+    print(f"{FLAGS.format} {kind} {target} ({len(content) / 1e6:.2f} MB): "
+          f"vs Keras on {len(pairs)} pairs in {runtime}: max abs diff "
+          f"{diff:.3e}, worst PSNR {low:.1f} dB (floor {floor:g} dB)")
+
+
+def run():
+    """Console script ``stdfusion-export``."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    run()
