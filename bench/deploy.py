@@ -93,7 +93,7 @@ def main(argv):
         paths.append(("ONNX Runtime float32",
                       export.OnnxFuser(content=content, threads=t)))
         paths.append(("ONNX Runtime int8 (QDQ)", export.OnnxFuser(
-            content=export.quantize_onnx_int8(content, calibration),
+            content=export.convert_onnx_int8(model, calibration),
             threads=t)))
 
     rows = {}

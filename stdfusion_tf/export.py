@@ -249,59 +249,72 @@ def convert_tflite(model, quantize="none", calibration=None,
     ``quantize``: ``"none"`` (float32), ``"dynamic"`` (int8 weights, float
     activations) or ``"int8"`` (int8 weights per output channel, int8
     activations calibrated on ``calibration``, a list of (ir, vi) [1, h, w,
-    1] pairs; float inputs and output).  ``float_layers`` (int8 only): op
-    name fragments of the layers left in float (default
-    ``INT8_FLOAT_LAYERS``)."""
+    1] pairs; float inputs and output).  ``float_layers`` (int8 only):
+    regular expressions; the ops whose output tensor name matches one stay
+    float (default ``INT8_FLOAT_LAYERS``).  int8 starts from
+    ``int8_model(model, calibration)`` (range equalisation)."""
     import tempfile
 
+    if quantize == "int8" and calibration:
+        model = int8_model(model, calibration)
     with tempfile.TemporaryDirectory(prefix="stdfusion-export-") as tmp:
         return _convert_tflite(_tflite_converter(model, tmp), quantize,
                                calibration, float_layers)
 
 
 def _convert_tflite(converter, quantize, calibration, float_layers):
+    import re
+
     import tensorflow as tf
 
     if quantize == "none":
         return converter.convert()
+    if quantize not in ("dynamic", "int8"):
+        raise ValueError(f"quantize must be none, dynamic or int8, "
+                         f"not {quantize!r}")
+    nodes = None
+    if quantize == "int8":
+        if not calibration:
+            raise ValueError("int8 needs calibration pairs")
+        patterns = (INT8_FLOAT_LAYERS if float_layers is None
+                    else tuple(float_layers))
+        if patterns:
+            # the float model's op outputs whose names match
+            interp = _litert_interpreter(None, content=converter.convert())
+            order = [d["name"] for d in interp.get_input_details()]
+            nodes = [d["name"] for d in interp.get_tensor_details()
+                     if any(re.search(p, d["name"]) for p in patterns)]
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "dynamic":
         return converter.convert()
-    if quantize != "int8":
-        raise ValueError(f"quantize must be none, dynamic or int8, "
-                         f"not {quantize!r}")
-    if not calibration:
-        raise ValueError("int8 needs calibration pairs")
-    float_layers = (INT8_FLOAT_LAYERS if float_layers is None
-                    else tuple(float_layers))
 
     def representative():
         for ir, vi in calibration:
             yield {"ir": ir, "vi": vi}
 
     converter.representative_dataset = representative
-    # int8 kernels, float where an op has none (the float layers below)
+    # int8 kernels, float where an op has none or is left in float
     converter.target_spec.supported_ops = [
         tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    if not float_layers:
+    if not nodes:
         return converter.convert()
+
+    def debug_inputs():  # a list in the model's input order
+        for ir, vi in calibration[:1]:
+            yield [ir if _input_key(n) == "ir" else vi for n in order]
+
+    # Selective quantisation, the documented way: the debugger calibrates
+    # once and quantises every op but the denylisted ones.
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=representative,
+        converter=converter, debug_dataset=debug_inputs,
         debug_options=tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=float_layer_nodes(converter, float_layers)))
+            denylisted_nodes=nodes))
     return debugger.get_nondebug_quantized_model()
 
 
-def float_layer_nodes(converter, fragments):
-    """Names of the ops (their output tensor names) of the float model
-    that contain one of ``fragments``."""
-    import copy
-
-    c = copy.copy(converter)
-    c.optimizations, c.representative_dataset = [], None
-    interp = _litert_interpreter(None, content=c.convert())
-    return [d["name"] for d in interp.get_tensor_details()
-            if any(f in d["name"] for f in fragments)]
+def _input_key(tensor_name):
+    """``serving_default_ir:0`` -> ``ir``."""
+    return tensor_name.split(":")[0].rsplit("_", 1)[-1]
 
 
 def _litert_interpreter(path, content=None, threads=LITERT_THREADS):
@@ -321,8 +334,7 @@ class LiteRTFuser:
         names = {}
         for d in self.interpreter.get_input_details():
             for key in ("ir", "vi"):
-                # serving_default_ir:0 (concrete function) or ir
-                if d["name"].split(":")[0].rsplit("_", 1)[-1] == key:
+                if _input_key(d["name"]) == key:
                     names[key] = d["index"]
         if sorted(names) != ["ir", "vi"]:
             raise ValueError("not a stdfusion model: inputs "
@@ -395,6 +407,13 @@ class OnnxFuser:
     def __call__(self, ir, vi):
         return self.session.run([self.output], {
             "ir": _batch(ir), "vi": _batch(vi)})[0][0, :, :, 0]
+
+
+def convert_onnx_int8(model, calibration):
+    """ONNX Runtime's static QDQ int8 model (bytes) of ``model``, from the
+    same range-equalised copy as the int8 TFLite model."""
+    return quantize_onnx_int8(convert_onnx(int8_model(model, calibration)),
+                              calibration)
 
 
 def quantize_onnx_int8(float_onnx, calibration):
@@ -481,14 +500,6 @@ def write_verified(path, content, runner, reference, pairs, floor):
 
 # ------------------------------------------------- range equalisation --
 
-def _resblocks(model):
-    """(network, block) pairs in forward order."""
-    for net in (model.vi_extraction_network, model.ir_extraction_network,
-                model.reconstruction_network):
-        for block in net.blocks:
-            yield net, block
-
-
 def activation_ranges(model, calibration):
     """{(block, conv): per-channel max |activation|} of the leaky-ReLU
     outputs of every block's ``conv1`` and ``conv2`` over ``calibration``."""
@@ -519,7 +530,7 @@ def activation_ranges(model, calibration):
     return stats
 
 
-def equalize_ranges(model, calibration, strength=0.5):
+def equalize_ranges(model, calibration, strength=1.0):
     """Rescale, in place, the channels between each block's ``conv1`` ->
     ``conv2`` and ``conv2`` -> ``conv3`` so that the per-channel activation
     ranges come closer together (cross-layer equalisation; leaky ReLU is
@@ -545,6 +556,17 @@ def equalize_ranges(model, calibration, strength=0.5):
                 conv.b.assign(conv.b.numpy() / s)
                 second.w.assign(second.w.numpy() * s[None, None, :, None])
     return model
+
+
+def int8_model(model, calibration):
+    """A float32 copy of ``model`` with its ranges equalised on
+    ``calibration`` (``equalize_ranges``): the same function, better suited
+    to per-tensor int8 activations.  Both int8 exports start from it."""
+    from .model import STDFusionNet
+
+    copy = STDFusionNet(paper_activations=model.paper_activations)
+    copy.set_weights([w.numpy() for w in model.weights])
+    return equalize_ranges(copy, calibration)
 
 
 # ------------------------------------------------------ UMF-CMGR nets --
@@ -583,3 +605,43 @@ def convert_umf(model, kind, fmt):
     with tempfile.TemporaryDirectory(prefix="stdfusion-export-") as tmp:
         return _tflite_converter(model, tmp,
                                  fn=umf_function(model, kind)).convert()
+
+
+class UmfRunner:
+    """Run an exported UMF-CMGR network (.tflite in LiteRT or .onnx in ONNX
+    Runtime, path or bytes) on [H, W] float pairs in [0, 1]; returns its
+    outputs (sorted by name) stacked on the last axis, [H, W, C]."""
+
+    def __init__(self, kind, path=None, content=None, threads=LITERT_THREADS):
+        self.names = {"difn": ("ir", "vi"), "mrrn": ("tgt", "src")}[kind]
+        if content is None:
+            with open(str(path), "rb") as f:
+                head = f.read(8)
+        else:
+            head = content[:8]
+        if head[4:8] == b"TFL3":  # the TFLite flatbuffer identifier
+            interp = _litert_interpreter(path, content, threads)
+            runner = interp.get_signature_runner("serving_default")
+            self.run = lambda feeds: runner(**feeds)  # resizes the inputs
+        else:
+            session = OnnxFuser(path, content, threads).session
+            outputs = [o.name for o in session.get_outputs()]
+            self.run = lambda feeds: dict(zip(outputs,
+                                              session.run(None, feeds)))
+
+    def __call__(self, a, b):
+        out = self.run({n: _batch(x) for n, x in zip(self.names, (a, b))})
+        return np.concatenate([out[k][0] for k in sorted(out)], axis=-1)
+
+
+def umf_reference(model, kind):
+    """The Keras counterpart of ``UmfRunner``."""
+    fn = umf_function(model, kind)
+
+    def run(a, b):
+        import tensorflow as tf
+
+        out = fn(tf.constant(_batch(a)), tf.constant(_batch(b)))
+        return np.concatenate([out[k].numpy()[0] for k in sorted(out)],
+                              axis=-1)
+    return run

@@ -7,6 +7,7 @@ absent.
 """
 
 import importlib.util
+import os
 import pathlib
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import (RELEASES, SHARED, UPSTREAM, assert_one_line_error,
+from conftest import (RELEASES, ROOT, SHARED, UPSTREAM, assert_one_line_error,
                       run_cli, write_gray)
 from stdfusion_tf import export, fusion, images
 from stdfusion_tf.errors import InputError
@@ -248,11 +249,74 @@ def test_command_names_the_missing_extra(tmp_path):
         (hide / name).mkdir()
         (hide / name / "__init__.py").write_text(
             "raise ImportError('hidden for the test')\n")
+    env = {k: v for k, v in os.environ.items() if k != "STDFUSION_MIRROR"}
+    env["PYTHONPATH"] = f"{hide}{os.pathsep}{ROOT}"
     for fmt, extra in (("tflite", "litert"), ("onnx", "onnx")):
-        proc = run_cli("-m", "stdfusion_tf.commands.export", "--format", fmt,
-                       "--output_dir", tmp_path / "o", cwd=tmp_path,
-                       env={"PYTHONPATH": f"{hide}:{pathlib.Path(export.__file__).parents[1]}"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "stdfusion_tf.commands.export", "--format",
+             fmt, "--output_dir", tmp_path / "o"], cwd=tmp_path, env=env,
+            capture_output=True, text=True, timeout=600)
         assert_one_line_error(proc, f"--format {fmt}", f"[{extra}]")
+
+
+# ------------------------------------------------------ UMF-CMGR nets --
+
+UMF_WEIGHTS = SHARED / "umf-cmgr" / "weights"
+
+
+def _umf(kind):
+    from stdfusion_tf.umf import weights
+
+    name = {"difn": "fus_0200.pth", "mrrn": "reg_0800.pth"}[kind]
+    if not (UMF_WEIGHTS / name).is_file():
+        pytest.skip(f"{UMF_WEIGHTS / name} absent")
+    return weights.load_network(UMF_WEIGHTS / name, expect=kind)[1]
+
+
+def _umf_pairs(kind):
+    rng = np.random.default_rng(7)
+    pairs = []
+    for shape in ((64, 64), (45, 70)):
+        a = rng.uniform(0, 1, shape).astype(np.float32)
+        b = rng.uniform(0, 1, shape).astype(np.float32)
+        if kind == "mrrn":  # a shifted copy: a real flow to find
+            b = np.roll(a, 3, axis=1) * 0.9
+        pairs.append((a, b))
+    return pairs
+
+
+@pytest.mark.parametrize("fmt", [
+    pytest.param("tflite", marks=needs_litert),
+    pytest.param("onnx", marks=needs_onnx)])
+def test_difn_exports_match_keras(fmt):
+    model = _umf("difn")
+    content = export.convert_umf(model, "difn", fmt)
+    _, low = export.verify(export.umf_reference(model, "difn"),
+                           export.UmfRunner("difn", content=content),
+                           _umf_pairs("difn"))
+    assert low >= export.FLOAT_PSNR_FLOOR
+
+
+@pytest.mark.slow
+@needs_onnx
+def test_mrrn_onnx_matches_keras():
+    model = _umf("mrrn")
+    content = export.convert_umf(model, "mrrn", "onnx")
+    pairs = _umf_pairs("mrrn")
+    reference = export.umf_reference(model, "mrrn")
+    assert np.abs(reference(*pairs[0])[..., :2]).max() > 0.5  # a real flow
+    _, low = export.verify(reference,
+                           export.UmfRunner("mrrn", content=content), pairs)
+    assert low >= export.FLOAT_PSNR_FLOOR
+
+
+@pytest.mark.slow
+def test_mrrn_tflite_is_refused():
+    """The TFLite converter does not legalise MRRN's dynamic-size crop
+    (tf.StridedSlice); the command says so in one line."""
+    model = _umf("mrrn")
+    with pytest.raises(Exception, match="StridedSlice"):
+        export.convert_umf(model, "mrrn", "tflite")
 
 
 # --------------------------------------------------------- full check --
@@ -273,8 +337,7 @@ def test_int8_full_check(model, keras_fuser, upstream):
     _, low = export.verify(reference, export.LiteRTFuser(content=q), pairs)
     print(f"int8 TFLite: worst PSNR {low:.2f} dB on {len(pairs)} pairs")
     assert low >= export.QUANTIZED_PSNR_FLOORS["tflite", "int8"]
-    f = export.convert_onnx(model)
-    q = export.quantize_onnx_int8(f, calibration)
+    q = export.convert_onnx_int8(model, calibration)
     _, low = export.verify(reference, export.OnnxFuser(content=q), pairs)
     print(f"ONNX Runtime QDQ int8: worst PSNR {low:.2f} dB")
     assert low >= export.QUANTIZED_PSNR_FLOORS["onnx", "int8"]

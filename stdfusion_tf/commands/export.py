@@ -25,6 +25,7 @@ Same program: ``python -m stdfusion_tf.commands.export``.
 
 import os
 
+import numpy as np
 from absl import flags
 
 from stdfusion_tf import cli, presets
@@ -56,12 +57,26 @@ flags.DEFINE_float("min_psnr", None, "Floor (dB, against the Keras model, "
                    "worst verification pair) below which a quantised model "
                    "is not written.  Default: 40 for dynamic, the int8 "
                    "floor of docs/deployment.md for int8.")
+flags.DEFINE_enum("network", "stdfusion", ["stdfusion", "difn", "mrrn"],
+                  "stdfusion: STDFusionNet.  difn / mrrn: a UMF-CMGR "
+                  "fusion / registration network (--checkpoint: its .pth "
+                  "or .weights.h5), float32 only, written as difn.<ext> / "
+                  "mrrn.<ext>; see docs/deployment.md for which formats "
+                  "convert.")
 flags.DEFINE_string("mirror", None, "Local mirror of the upstream files.")
 
 
 def target_name():
     from stdfusion_tf.export import FILE_NAMES
 
+    if FLAGS.network != "stdfusion":
+        if FLAGS.format == "saved_model" or FLAGS.quantize != "none":
+            raise_input(f"--network {FLAGS.network}", "exported as float32 "
+                        "tflite or onnx only")
+        if FLAGS.checkpoint == flags.FLAGS["checkpoint"].default:
+            raise_input(f"--network {FLAGS.network}", "give --checkpoint "
+                        "(the network's .pth or .weights.h5)")
+        return f"{FLAGS.network}.{FLAGS.format}"
     if FLAGS.format == "saved_model":
         if FLAGS.quantize != "none":
             raise_input(f"--quantize {FLAGS.quantize}",
@@ -111,6 +126,8 @@ def main(argv):
     except export.MissingPackage as exc:
         raise InputError(f"--format {FLAGS.format}", str(exc))
 
+    if FLAGS.network != "stdfusion":
+        return export_umf(target)
     ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.mirror)
     model = load_model(FLAGS.checkpoint)
     keras_fuser = Fuser(model)
@@ -152,9 +169,8 @@ def main(argv):
         runner = export.LiteRTFuser
         runtime = "LiteRT"
     else:
-        content = export.convert_onnx(model)
-        if FLAGS.quantize == "int8":
-            content = export.quantize_onnx_int8(content, calibration)
+        content = (export.convert_onnx_int8(model, calibration)
+                   if FLAGS.quantize == "int8" else export.convert_onnx(model))
         runner = export.OnnxFuser
         runtime = "ONNX Runtime"
     diff, low = export.write_verified(target, content, runner, reference,
@@ -164,6 +180,41 @@ def main(argv):
     print(f"{FLAGS.format} {kind} {target} ({len(content) / 1e6:.2f} MB): "
           f"vs Keras on {len(pairs)} pairs in {runtime}: max abs diff "
           f"{diff:.3e}, worst PSNR {low:.1f} dB (floor {floor:g} dB)")
+
+
+def export_umf(target):
+    """A UMF-CMGR network, float32, checked against Keras on the
+    verification pairs (read as UMF-CMGR reads images: gray / 255)."""
+    from stdfusion_tf import assets, export, images
+    from stdfusion_tf.fusion import check_pairs
+    from stdfusion_tf.umf import weights
+
+    kind = FLAGS.network
+    if (FLAGS.ir_dir, FLAGS.vi_dir) == ("Test_ir", "Test_vi"):
+        assets.ensure_test_data(root=".", mirror=FLAGS.mirror)
+    _, model = weights.load_network(FLAGS.checkpoint, expect=kind)
+    _, paths = check_pairs(FLAGS.ir_dir, FLAGS.vi_dir)
+    # MRRN: the visible image as the target, the infrared as the source
+    pairs = [tuple(images.read_gray(p).astype(np.float32) / 255.0
+                   for p in ((i, v) if kind == "difn" else (v, i)))
+             for i, v in paths]
+    reference = export.umf_reference(model, kind)
+    reference = [reference(a, b) for a, b in pairs]
+    try:
+        content = export.convert_umf(model, kind, FLAGS.format)
+    except Exception as exc:  # the converter's error: a page of MLIR
+        from stdfusion_tf.errors import InputError, one_line
+
+        raise InputError(f"--network {kind} --format {FLAGS.format}",
+                         "the converter cannot convert this network ("
+                         f"{one_line(exc)[:200]})") from exc
+    diff, low = export.write_verified(
+        target, content, lambda path: export.UmfRunner(kind, path),
+        reference, pairs, export.FLOAT_PSNR_FLOOR)
+    print(f"{kind} {FLAGS.format} float32 {target} "
+          f"({len(content) / 1e6:.2f} MB): vs Keras on {len(pairs)} pairs: "
+          f"max abs diff {diff:.3e}, worst PSNR {low:.1f} dB "
+          f"(floor {export.FLOAT_PSNR_FLOOR:g} dB)")
 
 
 def run():
