@@ -1,6 +1,6 @@
 """Deployment paths side by side: speed and PSNR against Keras float32.
 
-    python bench/deploy.py [--runs 7] [--calibration_size 64] [--threads 2]
+    python bench/deploy.py [--runs 7] [--calibration_size 32] [--threads 2]
 
 Keras float32 / bfloat16 (stdfusion_tf.fusion.Fuser), TFLite float /
 dynamic-range / int8 in LiteRT, ONNX Runtime float / static QDQ int8, on
@@ -28,7 +28,7 @@ from stdfusion_tf import cli  # noqa: E402,F401  (quiet TensorFlow)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 7, "Timed runs per path and size.")
-flags.DEFINE_integer("calibration_size", 64, "int8 calibration patches.")
+flags.DEFINE_integer("calibration_size", 32, "int8 calibration patches.")
 flags.DEFINE_integer("threads", 2, "LiteRT / ONNX Runtime threads.")
 flags.DEFINE_string("checkpoint", None, "Weights (default: the released "
                     "jiayi-ma model-29).")

@@ -57,9 +57,18 @@ FILE_NAMES = {
     ("onnx", "int8"): "stdfusion_int8.onnx",
 }
 
-# Layers of the int8 TFLite model kept in float (their TFLite op names
-# contain one of these), found by measurement: see docs/deployment.md.
-INT8_FLOAT_LAYERS = ()
+# Ops of the int8 TFLite model kept in float (regular expressions on their
+# output tensor names), found by measurement (docs/deployment.md): the
+# reconstruction network's blocks 3 and 4 and block 2 but its 3x3 conv2,
+# ~8 % of the multiply-adds.
+_REC = r"reconstruction_network[^/]*/"
+INT8_FLOAT_LAYERS = (
+    _REC + r"block[34][^/]*/",
+    _REC + r"block2[^/]*/(conv1|conv3|identity_conv)[^/]*/",
+    _REC + r"block2[^/]*/(add|Elu)",
+)
+# int8 calibration: 128x128 training patch pairs.
+CALIBRATION_SIZE = 32
 
 
 class MissingPackage(ImportError):
@@ -192,7 +201,8 @@ class SavedModelFuser:
 
 # -------------------------------------------------------------- TFLite --
 
-def calibration_patches(ir_dir, vi_dir, count=64, size=128, seed=0):
+def calibration_patches(ir_dir, vi_dir, count=CALIBRATION_SIZE, size=128,
+                        seed=0):
     """``count`` (ir, vi) training patch pairs, float32 [1, size, size, 1]
     each in [-1, 1], drawn without replacement (``seed``) from every patch
     position upstream's training cuts (stride 24) from the paired training

@@ -30,10 +30,16 @@ needs_litert = pytest.mark.skipif(
 needs_onnx = pytest.mark.skipif(
     not HAVE_ONNX, reason="tf2onnx / onnxruntime not installed ([onnx] extra)")
 
-# Worst-pair PSNR floor (dB) the int8 TFLite model must hold against Keras
-# in the default run (small calibration set); the full check below uses
-# the command's defaults.
-INT8_TEST_FLOOR = 30.0
+# Worst-pair PSNR floor (dB) of the int8 TFLite model against Keras in the
+# default run (8 calibration patches); the slow full check uses the
+# command's defaults and its floor.
+INT8_TEST_FLOOR = 35.0
+FILES = {("saved_model", "none"): "saved_model",
+         ("tflite", "none"): "stdfusion.tflite",
+         ("tflite", "dynamic"): "stdfusion_dynamic_range.tflite",
+         ("tflite", "int8"): "stdfusion_int8.tflite",
+         ("onnx", "none"): "stdfusion.onnx",
+         ("onnx", "int8"): "stdfusion_int8.onnx"}
 
 
 @pytest.fixture(scope="module")
@@ -53,42 +59,70 @@ def two_sizes(upstream):
     return [(ir, vi), (ir[40:137, 60:191], vi[40:137, 60:191])]
 
 
+def _pair_folders(folder, two_sizes):
+    """The two sizes as PNG verification pairs for the command."""
+    for stem, (ir, vi) in zip(("a", "b"), two_sizes):
+        for d, x in (("ir", ir), ("vi", vi)):
+            write_gray(folder / d / f"{stem}.png",
+                       np.round((x + 1) * 127.5).astype(np.uint8))
+    return ["--ir_dir", folder / "ir", "--vi_dir", folder / "vi"]
+
+
+def _export(cwd, out, pair_flags, *args):
+    return run_cli("-m", "stdfusion_tf.commands.export", "--checkpoint",
+                   RELEASES["jiayi-ma"], *pair_flags, "--output_dir", out,
+                   *args, cwd=cwd)
+
+
 @pytest.fixture(scope="module")
-def calibration(upstream):
-    return export.calibration_patches(upstream / "Train_ir",
-                                      upstream / "Train_vi", count=8)
+def exported(tmp_path_factory, two_sizes, released_arrays):
+    """stdfusion-export run once per file (the formats whose runtime is
+    installed) into one folder, verified on the two sizes: (folder, the
+    verification pairs as read back, {file: stdout})."""
+    tmp = tmp_path_factory.mktemp("exported")
+    flags = _pair_folders(tmp, two_sizes)
+    out, logs = tmp / "export", {}
+    for (fmt, quantize), name in FILES.items():
+        if fmt == "tflite" and not HAVE_LITERT or \
+                fmt == "onnx" and not HAVE_ONNX:
+            continue
+        extra = ["--calibration_ir_dir", UPSTREAM / "Train_ir",
+                 "--calibration_vi_dir", UPSTREAM / "Train_vi",
+                 "--calibration_size", 8] if quantize == "int8" else []
+        proc = _export(tmp, out, flags, "--format", fmt, "--quantize",
+                       quantize, *extra)
+        assert proc.returncode == 0, (name, proc.stderr[-3000:])
+        logs[name] = proc.stdout
+    pairs = export.test_pairs(tmp / "ir", tmp / "vi")
+    return out, pairs, logs
 
 
 # ----------------------------------------------------------- SavedModel --
 
-@pytest.fixture(scope="module")
-def saved_model(model, tmp_path_factory):
-    return export.export_saved_model(
-        model, tmp_path_factory.mktemp("export") / "saved_model")
-
-
-def test_saved_model_matches_keras(model, keras_fuser, saved_model, two_sizes):
-    diff, _ = export.verify(keras_fuser, export.SavedModelFuser(saved_model),
-                            two_sizes)
+def test_command_writes_saved_model(model, keras_fuser, exported):
+    out, pairs, logs = exported
+    assert "SavedModel" in logs["saved_model"]
+    diff, _ = export.verify(keras_fuser,
+                            export.SavedModelFuser(out / "saved_model"), pairs)
     assert diff <= export.SAVED_MODEL_TOLERANCE
     # the uint8 convenience signature: upstream's min-max and plain clip
-    u8 = tf.saved_model.load(saved_model).signatures["fuse_uint8"]
-    ir, vi = two_sizes[1]
+    u8 = tf.saved_model.load(str(out / "saved_model")).signatures["fuse_uint8"]
+    ir, vi = pairs[1]
     ir8, vi8 = (np.round((x + 1) * 127.5).astype(np.uint8) for x in (ir, vi))
-    out = u8(ir=tf.constant(ir8), vi=tf.constant(vi8))
+    got = u8(ir=tf.constant(ir8), vi=tf.constant(vi8))
     fused = keras_fuser(images.scale_in(ir8), images.scale_in(vi8))
     for key, mode in (("fused_minmax", "minmax"), ("fused_clip", "clip")):
-        got = out[key].numpy().astype(int)
         want = images.to_uint8(fused, mode).astype(int)
-        assert np.abs(got - want).max() <= 1, key
+        assert np.abs(got[key].numpy().astype(int) - want).max() <= 1, key
 
 
-def test_saved_model_cli_lists_signatures(saved_model):
+def test_saved_model_cli_lists_signatures(exported):
     """`saved_model_cli show --all` (the console script TensorFlow installs
     next to this Python) lists both signatures."""
     cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
-    proc = subprocess.run([cli, "show", "--dir", saved_model, "--all"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([cli, "show", "--dir", exported[0] / "saved_model",
+                           "--all"], capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr
     for needle in ("signature_def['serving_default']",
                    "signature_def['fuse_uint8']", "outputs['fused']",
@@ -96,7 +130,7 @@ def test_saved_model_cli_lists_signatures(saved_model):
         assert needle in proc.stdout, needle
 
 
-# ------------------------------------------------------- float exports --
+# ------------------------------------------------------- TFLite, ONNX --
 
 def test_export_graph_has_plain_adds(model):
     graph = export.export_function(model).get_concrete_function().graph
@@ -105,51 +139,71 @@ def test_export_graph_has_plain_adds(model):
 
 
 @needs_litert
-def test_tflite_float_matches_keras_at_two_sizes(model, keras_fuser,
-                                                 two_sizes):
-    runner = export.LiteRTFuser(content=export.convert_tflite(model))
-    for ir, vi in two_sizes:  # the second size resizes the inputs
-        diff, low = export.verify(keras_fuser, runner, [(ir, vi)])
-        assert low >= export.FLOAT_PSNR_FLOOR and diff <= 1e-4, ir.shape
+def test_tflite_float_matches_keras_at_two_sizes(keras_fuser, exported):
+    out, pairs, logs = exported
+    assert "float32" in logs["stdfusion.tflite"]
+    runner = export.LiteRTFuser(out / "stdfusion.tflite")
+    for pair in pairs:  # the second size resizes the inputs
+        diff, low = export.verify(keras_fuser, runner, [pair])
+        assert low >= export.FLOAT_PSNR_FLOOR and diff <= 1e-4, pair[0].shape
+
+
+@needs_litert
+def test_tflite_dynamic_range(keras_fuser, exported):
+    out, pairs, logs = exported
+    assert "dynamic-range quantised" in logs["stdfusion_dynamic_range.tflite"]
+    _, low = export.verify(keras_fuser, export.LiteRTFuser(
+        out / "stdfusion_dynamic_range.tflite"), pairs)
+    assert low >= export.QUANTIZED_PSNR_FLOORS["tflite", "dynamic"]
 
 
 @needs_onnx
-def test_onnx_float_matches_keras_at_two_sizes(model, keras_fuser, two_sizes):
-    content = export.convert_onnx(model)
+def test_onnx_float_matches_keras_at_two_sizes(keras_fuser, exported):
     import onnx
 
-    proto = onnx.load_from_string(content)
+    out, pairs, logs = exported
+    assert "float32" in logs["stdfusion.onnx"]
+    proto = onnx.load(str(out / "stdfusion.onnx"))
     assert [i.name for i in proto.graph.input] == ["ir", "vi"]
     assert [o.name for o in proto.graph.output] == ["fused"]
     assert proto.opset_import[0].version >= 16
-    runner = export.OnnxFuser(content=content)
-    for ir, vi in two_sizes:
-        diff, low = export.verify(keras_fuser, runner, [(ir, vi)])
-        assert low >= export.FLOAT_PSNR_FLOOR and diff <= 1e-4, ir.shape
+    runner = export.OnnxFuser(out / "stdfusion.onnx")
+    for pair in pairs:
+        diff, low = export.verify(keras_fuser, runner, [pair])
+        assert low >= export.FLOAT_PSNR_FLOOR and diff <= 1e-4, pair[0].shape
 
-
-# -------------------------------------------------------------- int8 --
 
 @needs_litert
-def test_int8_tflite_psnr(model, keras_fuser, two_sizes, calibration):
-    content = export.convert_tflite(model, "int8", calibration)
-    interp = export._litert_interpreter(None, content=content)
+def test_int8_tflite_psnr(keras_fuser, exported):
+    out, pairs, logs = exported
+    path = out / "stdfusion_int8.tflite"
+    interp = export._litert_interpreter(path)
     ops = {o["op_name"] for o in interp._get_ops_details()}
-    assert "ADD_N" not in ops
+    assert "ADD_N" not in ops and "ADD" in ops
     # float in, float out: quantised inside
-    assert all(d["dtype"] == np.float32
-               for d in interp.get_input_details() + interp.get_output_details())
-    _, low = export.verify(keras_fuser, export.LiteRTFuser(content=content),
-                           two_sizes)
-    print(f"int8 TFLite, {len(calibration)} calibration patches: worst "
-          f"PSNR {low:.1f} dB against Keras (floor {INT8_TEST_FLOOR:g})")
+    assert all(d["dtype"] == np.float32 for d in
+               interp.get_input_details() + interp.get_output_details())
+    _, low = export.verify(keras_fuser, export.LiteRTFuser(path), pairs)
+    print(f"int8 TFLite (8 calibration patches): worst PSNR {low:.1f} dB "
+          f"against Keras (floor {INT8_TEST_FLOOR:g})")
     assert low >= INT8_TEST_FLOOR
 
 
+@needs_onnx
+def test_int8_onnx_psnr(keras_fuser, exported):
+    out, pairs, logs = exported
+    _, low = export.verify(keras_fuser, export.OnnxFuser(
+        out / "stdfusion_int8.onnx"), pairs)
+    print(f"int8 ONNX Runtime QDQ (8 calibration patches): worst PSNR "
+          f"{low:.1f} dB against Keras")
+    assert low >= export.QUANTIZED_PSNR_FLOORS["onnx", "int8"]
+
+
 def test_equalize_ranges_keeps_the_function(model, keras_fuser, two_sizes,
-                                            calibration):
-    other = load_model(RELEASES["jiayi-ma"])
-    export.equalize_ranges(other, calibration[:2])
+                                            upstream):
+    calibration = export.calibration_patches(
+        upstream / "Train_ir", upstream / "Train_vi", count=2)
+    other = export.int8_model(model, calibration)
     w = other.reconstruction_network.blocks[0].conv2.w.numpy()
     assert not np.allclose(w, model.reconstruction_network.blocks[0]
                            .conv2.w.numpy())
@@ -176,66 +230,24 @@ def test_write_verified_refuses_below_floor(tmp_path, two_sizes):
 
 # ------------------------------------------------------------ command --
 
-def _verification_pairs(tmp_path):
-    rng = np.random.default_rng(4)
-    for stem, shape in (("a", (36, 44)), ("b", (29, 51))):
-        for d in ("ir", "vi"):
-            write_gray(tmp_path / d / f"{stem}.png",
-                       rng.integers(0, 256, shape))
-    return ["--ir_dir", tmp_path / "ir", "--vi_dir", tmp_path / "vi"]
-
-
-def _export(tmp_path, out, *args):
-    return run_cli("-m", "stdfusion_tf.commands.export", "--checkpoint",
-                   RELEASES["jiayi-ma"], *_verification_pairs(tmp_path),
-                   "--output_dir", out, *args, cwd=tmp_path)
-
-
-@needs_litert
-@needs_onnx
-def test_command_writes_each_file(tmp_path):
-    out = tmp_path / "export"
-    cases = [("tflite", "none", "stdfusion.tflite", "float32"),
-             ("tflite", "dynamic", "stdfusion_dynamic_range.tflite",
-              "dynamic-range"),
-             ("tflite", "int8", "stdfusion_int8.tflite", "int8"),
-             ("onnx", "none", "stdfusion.onnx", "float32"),
-             ("onnx", "int8", "stdfusion_int8.onnx", "int8")]
-    for fmt, quantize, name, kind in cases:
-        extra = ["--calibration_ir_dir", UPSTREAM / "Train_ir",
-                 "--calibration_vi_dir", UPSTREAM / "Train_vi",
-                 "--calibration_size", 4] if quantize == "int8" else []
-        proc = _export(tmp_path, out, "--format", fmt, "--quantize",
-                       quantize, *extra)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert (out / name).is_file(), name
-        assert kind in proc.stdout and "worst PSNR" in proc.stdout
-        print(proc.stdout.strip().splitlines()[-1])
+def test_command_keeps_files_and_refuses_bad_flags(exported, tmp_path):
+    out, _, _ = exported
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
-    # an existing model is kept unless --overwrite
-    before = (out / "stdfusion.tflite").read_bytes()
-    proc = _export(tmp_path, out, "--format", "tflite")
-    assert_one_line_error(proc, out / "stdfusion.tflite", "--overwrite")
-    assert (out / "stdfusion.tflite").read_bytes() == before
-
-
-def test_command_saved_model_and_bad_flags(tmp_path):
-    out = tmp_path / "export"
-    proc = _export(tmp_path, out, "--format", "saved_model")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "SavedModel" in proc.stdout and "max abs diff" in proc.stdout
-    assert (out / "saved_model" / "saved_model.pb").is_file()
-    proc = _export(tmp_path, out, "--format", "saved_model")
-    assert_one_line_error(proc, out / "saved_model", "--overwrite")
-    proc = _export(tmp_path, out, "--format", "saved_model", "--quantize",
-                   "int8")
+    flags = ["--ir_dir", tmp_path, "--vi_dir", tmp_path]
+    for name in ("saved_model", "stdfusion.tflite"):
+        if (out / name).exists():  # kept unless --overwrite
+            fmt = "saved_model" if name == "saved_model" else "tflite"
+            proc = _export(tmp_path, out, flags, "--format", fmt)
+            assert_one_line_error(proc, out / name, "--overwrite")
+    proc = _export(tmp_path, out, flags, "--format", "saved_model",
+                   "--quantize", "int8")
     assert_one_line_error(proc, "--quantize int8", "float32 only")
-    proc = _export(tmp_path, out, "--format", "onnx", "--quantize",
+    proc = _export(tmp_path, out, flags, "--format", "onnx", "--quantize",
                    "dynamic")
     assert_one_line_error(proc, "--quantize dynamic", "not available")
     blocker = tmp_path / "file"
     blocker.write_text("keep")
-    proc = _export(tmp_path, blocker, "--format", "tflite")
+    proc = _export(tmp_path, blocker, flags, "--format", "tflite")
     assert_one_line_error(proc, blocker, "not a folder")
     assert blocker.read_text() == "keep"
 

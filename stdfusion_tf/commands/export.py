@@ -51,7 +51,7 @@ flags.DEFINE_string("calibration_ir_dir", "Train_ir", "int8 calibration: "
                     "infrared training images.")
 flags.DEFINE_string("calibration_vi_dir", "Train_vi", "int8 calibration: "
                     "visible training images.")
-flags.DEFINE_integer("calibration_size", 64, "int8 calibration: number of "
+flags.DEFINE_integer("calibration_size", 32, "int8 calibration: number of "
                      "128x128 training patch pairs.", lower_bound=1)
 flags.DEFINE_float("min_psnr", None, "Floor (dB, against the Keras model, "
                    "worst verification pair) below which a quantised model "
