@@ -581,18 +581,24 @@ def int8_model(model, calibration):
 
 # ------------------------------------------------------ UMF-CMGR nets --
 
-def umf_function(model, kind):
-    """The export signature of a UMF-CMGR network, any H and W, batch 1:
+def umf_function(model, kind, size=None):
+    """The export signature of a UMF-CMGR network, batch 1, any H and W
+    (``size=None``) or a fixed ``(H, W)``:
 
     * ``difn``: ``ir``, ``vi`` float32 [1, H, W, 1] in [0, 1] -> ``fused``
       [1, H, W, 1] in [-1, 1];
     * ``mrrn``: ``tgt`` (pseudo-infrared), ``src`` (distorted infrared)
       float32 [1, H, W, 1] in [0, 1] -> ``registered`` [1, H, W, 1] and
-      ``flow`` [1, H, W, 2] (pixels; channel 0 rows, 1 columns)."""
+      ``flow`` [1, H, W, 2] (pixels; channel 0 rows, 1 columns).
+
+    The TFLite converter fails on MRRN at any size (it does not legalise
+    the ``tf.StridedSlice`` that crops the padded flow back); a fixed size
+    whose sides are multiples of 4 has no padding and converts."""
     import tensorflow as tf
 
     names = {"difn": ("ir", "vi"), "mrrn": ("tgt", "src")}[kind]
-    spec = [tf.TensorSpec([1, None, None, 1], tf.float32, name=n)
+    h, w = size or (None, None)
+    spec = [tf.TensorSpec([1, h, w, 1], tf.float32, name=n)
             for n in names]
     if kind == "difn":
         @tf.function(input_signature=spec)
@@ -606,15 +612,16 @@ def umf_function(model, kind):
     return fn
 
 
-def convert_umf(model, kind, fmt):
-    """A UMF-CMGR network as float ``fmt`` ("tflite" or "onnx") bytes."""
+def convert_umf(model, kind, fmt, size=None):
+    """A UMF-CMGR network as float ``fmt`` ("tflite" or "onnx") bytes
+    (``size``: see ``umf_function``)."""
+    fn = umf_function(model, kind, size)
     if fmt == "onnx":
-        return convert_onnx(model, fn=umf_function(model, kind))
+        return convert_onnx(model, fn=fn)
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="stdfusion-export-") as tmp:
-        return _tflite_converter(model, tmp,
-                                 fn=umf_function(model, kind)).convert()
+        return _tflite_converter(model, tmp, fn=fn).convert()
 
 
 class UmfRunner:
@@ -644,9 +651,9 @@ class UmfRunner:
         return np.concatenate([out[k][0] for k in sorted(out)], axis=-1)
 
 
-def umf_reference(model, kind):
+def umf_reference(model, kind, size=None):
     """The Keras counterpart of ``UmfRunner``."""
-    fn = umf_function(model, kind)
+    fn = umf_function(model, kind, size)
 
     def run(a, b):
         import tensorflow as tf

@@ -323,12 +323,19 @@ def test_mrrn_onnx_matches_keras():
 
 
 @pytest.mark.slow
-def test_mrrn_tflite_is_refused():
-    """The TFLite converter does not legalise MRRN's dynamic-size crop
-    (tf.StridedSlice); the command says so in one line."""
+@needs_litert
+def test_mrrn_tflite_fixed_size_only():
+    """The TFLite converter does not legalise MRRN's crop of the padded
+    flow at an unknown size (tf.StridedSlice); a fixed size, multiple of 4,
+    converts and matches Keras."""
     model = _umf("mrrn")
     with pytest.raises(Exception, match="StridedSlice"):
         export.convert_umf(model, "mrrn", "tflite")
+    content = export.convert_umf(model, "mrrn", "tflite", size=(64, 64))
+    _, low = export.verify(export.umf_reference(model, "mrrn", (64, 64)),
+                           export.UmfRunner("mrrn", content=content),
+                           _umf_pairs("mrrn")[:1])
+    assert low >= export.FLOAT_PSNR_FLOOR
 
 
 # --------------------------------------------------------- full check --

@@ -63,6 +63,11 @@ flags.DEFINE_enum("network", "stdfusion", ["stdfusion", "difn", "mrrn"],
                   "or .weights.h5), float32 only, written as difn.<ext> / "
                   "mrrn.<ext>; see docs/deployment.md for which formats "
                   "convert.")
+flags.DEFINE_string("size", None, "--network difn / mrrn only: H,W -- a "
+                    "model for this one size (the verification pairs are "
+                    "centre-cropped to it) instead of any size.  MRRN "
+                    "converts to TFLite only this way (sides multiples "
+                    "of 4).")
 flags.DEFINE_string("mirror", None, "Local mirror of the upstream files.")
 
 
@@ -186,10 +191,19 @@ def export_umf(target):
     """A UMF-CMGR network, float32, checked against Keras on the
     verification pairs (read as UMF-CMGR reads images: gray / 255)."""
     from stdfusion_tf import assets, export, images
+    from stdfusion_tf.errors import InputError, one_line
     from stdfusion_tf.fusion import check_pairs
     from stdfusion_tf.umf import weights
 
     kind = FLAGS.network
+    size = None
+    if FLAGS.size:
+        try:
+            size = tuple(int(v) for v in FLAGS.size.split(","))
+            assert len(size) == 2 and min(size) > 0
+        except (ValueError, AssertionError):
+            raise InputError(f"--size {FLAGS.size}", "expected H,W (two "
+                             "positive integers)") from None
     if (FLAGS.ir_dir, FLAGS.vi_dir) == ("Test_ir", "Test_vi"):
         assets.ensure_test_data(root=".", mirror=FLAGS.mirror)
     _, model = weights.load_network(FLAGS.checkpoint, expect=kind)
@@ -198,16 +212,19 @@ def export_umf(target):
     pairs = [tuple(images.read_gray(p).astype(np.float32) / 255.0
                    for p in ((i, v) if kind == "difn" else (v, i)))
              for i, v in paths]
-    reference = export.umf_reference(model, kind)
+    if size:
+        pairs = [tuple(_centre_crop(x, size, p) for x in pair)
+                 for pair, p in zip(pairs, paths)]
+    reference = export.umf_reference(model, kind, size)
     reference = [reference(a, b) for a, b in pairs]
     try:
-        content = export.convert_umf(model, kind, FLAGS.format)
+        content = export.convert_umf(model, kind, FLAGS.format, size)
     except Exception as exc:  # the converter's error: a page of MLIR
-        from stdfusion_tf.errors import InputError, one_line
-
+        hint = ("; a fixed --size (multiples of 4) converts"
+                if kind == "mrrn" and not size else "")
         raise InputError(f"--network {kind} --format {FLAGS.format}",
                          "the converter cannot convert this network ("
-                         f"{one_line(exc)[:200]})") from exc
+                         f"{one_line(exc)[:160]}){hint}") from exc
     diff, low = export.write_verified(
         target, content, lambda path: export.UmfRunner(kind, path),
         reference, pairs, export.FLOAT_PSNR_FLOOR)
@@ -215,6 +232,16 @@ def export_umf(target):
           f"({len(content) / 1e6:.2f} MB): vs Keras on {len(pairs)} pairs: "
           f"max abs diff {diff:.3e}, worst PSNR {low:.1f} dB "
           f"(floor {export.FLOAT_PSNR_FLOOR:g} dB)")
+
+
+def _centre_crop(x, size, paths):
+    from stdfusion_tf.errors import InputError
+
+    h, w = size
+    if x.shape[0] < h or x.shape[1] < w:
+        raise InputError(paths[0], f"smaller than --size {h},{w}")
+    r, c = (x.shape[0] - h) // 2, (x.shape[1] - w) // 2
+    return x[r:r + h, c:c + w]
 
 
 def run():
