@@ -1,22 +1,35 @@
-"""Export STDFusionNet as a TensorFlow SavedModel and a TFLite model.
+"""Export STDFusionNet: SavedModel, TFLite (float, dynamic-range, int8) and
+ONNX, each checked against the Keras model before it is written.
 
-    python -m stdfusion_tf.export --format=saved_model --output_dir export
-    python -m stdfusion_tf.export --format=tflite --output_dir export --quantize
+The command line is ``stdfusion-export`` (``stdfusion_tf.commands.export``);
+this module holds the library logic.
 
-SavedModel (Keras ``ExportArchive``) signatures, any image size:
+Every exported model has the inputs ``ir`` and ``vi``, float32
+[1, H, W, 1] in [-1, 1] for any H and W, and the output ``fused``, float32
+[1, H, W, 1] in [-1, 1].  The int8 TFLite model quantises its inputs and
+dequantises its output inside, so callers feed floats to every model.
 
-* ``serving_default``: ``ir``, ``vi`` float32 [N, H, W, 1] in [-1, 1]
-  -> ``fused`` float32 [N, H, W, 1] in [-1, 1];
-* ``fuse_uint8``: ``ir``, ``vi`` uint8 [H, W] (0..255 gray)
-  -> ``fused_minmax`` (upstream's min-max stretched saving) and
+* SavedModel (Keras ``ExportArchive``; batch [N, H, W, 1] there):
+  ``serving_default`` as above, and ``fuse_uint8``: ``ir``, ``vi`` uint8
+  [H, W] -> ``fused_minmax`` (upstream's min-max stretched saving) and
   ``fused_clip`` (``clip(round((y + 1) * 127.5))``), uint8 [H, W].
+* ``stdfusion.tflite`` (float32), ``stdfusion_dynamic_range.tflite``
+  (int8 weights, float activations), ``stdfusion_int8.tflite`` (int8
+  weights per channel and int8 activations calibrated on training patches;
+  the layers listed in ``INT8_FLOAT_LAYERS`` stay float) -- run with LiteRT
+  (``ai-edge-litert``).
+* ``stdfusion.onnx`` (opset ``ONNX_OPSET``, converted by tf2onnx) -- run
+  with ONNX Runtime.
 
-``--format=tflite`` writes the SavedModel and converts its float signature
-(``stdfusion.tflite``, float32; ``--quantize`` adds a dynamic-range
-quantised ``stdfusion_dynamic_range.tflite``).  Each export is run against
-the Keras model on the 9 upstream test pairs in the same run: SavedModel max
-abs diff <= 1e-5, TFLite float <= 1e-4; the quantised model's PSNR is
-reported.
+The export graph is the model with plain additions (``AddV2``, the training
+spelling; see ``stdfusion_tf.model.residual_add``): the same arithmetic as
+the inference graph, whose ``AddN`` sums serve TensorFlow's CPU fusion but
+are not quantised by the TFLite converter.
+
+Each file is written through a temporary file beside its target: it is
+loaded and run on the verification pairs, and renamed into place only when
+it meets its floor (``FLOAT_PSNR_FLOOR`` for float models, the caller's
+floor for quantised ones); otherwise the target is left as it was.
 """
 
 import os
@@ -24,7 +37,72 @@ import os
 import numpy as np
 
 SAVED_MODEL_TOLERANCE = 1e-5
-TFLITE_TOLERANCE = 1e-4
+# Float exports (TFLite float, ONNX) against Keras, dB on the 0..255 scale.
+FLOAT_PSNR_FLOOR = 60.0
+# Quantised models: the worst verification pair must reach this (dB) for
+# the file to be written (stdfusion-export --min_psnr overrides it).
+QUANTIZED_PSNR_FLOORS = {
+    ("tflite", "dynamic"): 40.0,
+    ("tflite", "int8"): 30.0,
+    ("onnx", "int8"): 30.0,
+}
+ONNX_OPSET = 17
+LITERT_THREADS = 2
+
+FILE_NAMES = {
+    ("tflite", "none"): "stdfusion.tflite",
+    ("tflite", "dynamic"): "stdfusion_dynamic_range.tflite",
+    ("tflite", "int8"): "stdfusion_int8.tflite",
+    ("onnx", "none"): "stdfusion.onnx",
+    ("onnx", "int8"): "stdfusion_int8.onnx",
+}
+
+# Ops of the int8 TFLite model kept in float (regular expressions on their
+# output tensor names), found by measurement (docs/deployment.md): the
+# reconstruction network's blocks 3 and 4 and block 2 but its 3x3 conv2,
+# ~8 % of the multiply-adds.
+_REC = r"reconstruction_network[^/]*/"
+INT8_FLOAT_LAYERS = (
+    _REC + r"block[34][^/]*/",
+    _REC + r"block2[^/]*/(conv1|conv3|identity_conv)[^/]*/",
+    _REC + r"block2[^/]*/(add|Elu)",
+)
+# int8 calibration: 128x128 training patch pairs.
+CALIBRATION_SIZE = 32
+
+
+class MissingPackage(ImportError):
+    """An optional extra (onnx, litert) is not installed."""
+
+
+def _need(module, extra):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingPackage(
+            f"{module} is not installed: pip install 'stdfusion-tf[{extra}]'"
+        ) from exc
+
+
+# -------------------------------------------------------------- graphs --
+
+def export_function(model):
+    """``tf.function(ir, vi) -> {"fused": ...}`` with the input signature
+    ``ir``, ``vi`` float32 [1, None, None, 1] and plain additions."""
+    import tensorflow as tf
+
+    spec = [tf.TensorSpec([1, None, None, 1], tf.float32, name=n)
+            for n in ("ir", "vi")]
+
+    @tf.function(input_signature=spec)
+    def fuse(ir, vi):
+        # training=True only picks the AddV2 spelling of the additions
+        # (the model has no dropout or normalisation).
+        return {"fused": tf.cast(model((ir, vi), training=True), tf.float32)}
+
+    return fuse
 
 
 def _uint8_endpoint(model):
@@ -44,6 +122,8 @@ def _uint8_endpoint(model):
 
     return fuse_uint8
 
+
+# ---------------------------------------------------------- SavedModel --
 
 def export_saved_model(model, path):
     """Write the SavedModel into a temporary folder beside ``path``, then
@@ -102,35 +182,283 @@ def _write_saved_model(model, path):
     return str(path)
 
 
-def convert_tflite(saved_model, path, quantize=False):
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        str(saved_model), signature_keys=["serving_default"])
-    if quantize:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    data = converter.convert()
-    from .fileio import atomic_output
-
-    with atomic_output(path, suffix=".tflite") as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-    return str(path)
-
-
-class TFLiteFuser:
-    """Run a converted model on [H, W] float pairs (inputs resized per image)."""
+class SavedModelFuser:
+    """Run a SavedModel's ``serving_default`` on [H, W] float pairs."""
 
     def __init__(self, path):
         import tensorflow as tf
 
-        self.interpreter = tf.lite.Interpreter(model_path=str(path))
-        self.runner = self.interpreter.get_signature_runner("serving_default")
+        self._tf = tf
+        self.serve = tf.saved_model.load(str(path)).signatures[
+            "serving_default"]
 
     def __call__(self, ir, vi):
-        out = self.runner(ir=np.asarray(ir, np.float32)[None, :, :, None],
-                          vi=np.asarray(vi, np.float32)[None, :, :, None])
-        return out["fused"][0, :, :, 0]
+        tf = self._tf
+        return self.serve(ir=tf.constant(_batch(ir)),
+                          vi=tf.constant(_batch(vi)))["fused"].numpy()[
+                              0, :, :, 0]
+
+
+# -------------------------------------------------------------- TFLite --
+
+def calibration_patches(ir_dir, vi_dir, count=CALIBRATION_SIZE, size=128,
+                        seed=0):
+    """``count`` (ir, vi) training patch pairs, float32 [1, size, size, 1]
+    each in [-1, 1], drawn without replacement (``seed``) from every patch
+    position upstream's training cuts (stride 24) from the paired training
+    folders."""
+    from . import data, images
+
+    listing = data.check_folders([ir_dir, vi_dir])
+    spots = []
+    for i, name in enumerate(listing[0]):
+        h, w = images.image_size(os.path.join(str(ir_dir), name))
+        spots += [(i, r, c) for r, c in data.patch_origins(h, w, size)]
+    if not spots:
+        from .errors import InputError
+
+        raise InputError(ir_dir, f"no {size}x{size} training patches")
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(spots), min(count, len(spots)),
+                             replace=False))
+    cache, out = {}, []
+    for k in pick:
+        i, r, c = spots[k]
+        if i not in cache:
+            cache.clear()
+            cache[i] = [data.scale_train(images.read_gray(os.path.join(
+                str(d), names[i]))) for d, names in zip((ir_dir, vi_dir),
+                                                        listing)]
+        ir, vi = cache[i]
+        out.append((ir[None, r:r + size, c:c + size, None],
+                    vi[None, r:r + size, c:c + size, None]))
+    return out
+
+
+def _tflite_converter(model, workdir, fn=None):
+    """A converter for ``fn`` (default ``export_function(model)``), through
+    a SavedModel in ``workdir`` (the converter keeps the signature and its
+    names that way; from a concrete function it drops them)."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    fn = fn or export_function(model)
+    archive.add_endpoint("serving_default", fn.python_function,
+                         input_signature=fn.input_signature)
+    archive.write_out(workdir, verbose=False)
+    return tf.lite.TFLiteConverter.from_saved_model(
+        workdir, signature_keys=["serving_default"])
+
+
+def convert_tflite(model, quantize="none", calibration=None,
+                   float_layers=None):
+    """TFLite flatbuffer bytes of ``model``.
+
+    ``quantize``: ``"none"`` (float32), ``"dynamic"`` (int8 weights, float
+    activations) or ``"int8"`` (int8 weights per output channel, int8
+    activations calibrated on ``calibration``, a list of (ir, vi) [1, h, w,
+    1] pairs; float inputs and output).  ``float_layers`` (int8 only):
+    regular expressions; the ops whose output tensor name matches one stay
+    float (default ``INT8_FLOAT_LAYERS``).  int8 starts from
+    ``int8_model(model, calibration)`` (range equalisation)."""
+    import tempfile
+
+    if quantize == "int8" and calibration:
+        model = int8_model(model, calibration)
+    with tempfile.TemporaryDirectory(prefix="stdfusion-export-") as tmp:
+        return _convert_tflite(_tflite_converter(model, tmp), quantize,
+                               calibration, float_layers)
+
+
+def _convert_tflite(converter, quantize, calibration, float_layers):
+    import re
+
+    import tensorflow as tf
+
+    if quantize == "none":
+        return converter.convert()
+    if quantize not in ("dynamic", "int8"):
+        raise ValueError(f"quantize must be none, dynamic or int8, "
+                         f"not {quantize!r}")
+    nodes = None
+    if quantize == "int8":
+        if not calibration:
+            raise ValueError("int8 needs calibration pairs")
+        patterns = (INT8_FLOAT_LAYERS if float_layers is None
+                    else tuple(float_layers))
+        if patterns:
+            # the float model's op outputs whose names match
+            interp = _litert_interpreter(None, content=converter.convert())
+            order = [d["name"] for d in interp.get_input_details()]
+            nodes = [d["name"] for d in interp.get_tensor_details()
+                     if any(re.search(p, d["name"]) for p in patterns)]
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "dynamic":
+        return converter.convert()
+
+    def representative():
+        for ir, vi in calibration:
+            yield {"ir": ir, "vi": vi}
+
+    converter.representative_dataset = representative
+    # int8 kernels, float where an op has none or is left in float
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    if not nodes:
+        return converter.convert()
+
+    def debug_inputs():  # a list in the model's input order
+        for ir, vi in calibration[:1]:
+            yield [ir if _input_key(n) == "ir" else vi for n in order]
+
+    # Selective quantisation, the documented way: the debugger calibrates
+    # once and quantises every op but the denylisted ones.
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=debug_inputs,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=nodes))
+    return debugger.get_nondebug_quantized_model()
+
+
+def _input_key(tensor_name):
+    """``serving_default_ir:0`` -> ``ir``."""
+    return tensor_name.split(":")[0].rsplit("_", 1)[-1]
+
+
+def _litert_interpreter(path, content=None, threads=LITERT_THREADS):
+    interpreter = _need("ai_edge_litert.interpreter", "litert").Interpreter
+    if content is not None:
+        return interpreter(model_content=content, num_threads=threads)
+    return interpreter(model_path=str(path), num_threads=threads)
+
+
+class LiteRTFuser:
+    """Run a .tflite model (path or bytes) with LiteRT on [H, W] float
+    pairs; the inputs are resized (``resize_tensor_input``) whenever the
+    image size changes."""
+
+    def __init__(self, path=None, content=None, threads=LITERT_THREADS):
+        self.interpreter = _litert_interpreter(path, content, threads)
+        names = {}
+        for d in self.interpreter.get_input_details():
+            for key in ("ir", "vi"):
+                if _input_key(d["name"]) == key:
+                    names[key] = d["index"]
+        if sorted(names) != ["ir", "vi"]:
+            raise ValueError("not a stdfusion model: inputs "
+                             f"{[d['name'] for d in self.interpreter.get_input_details()]}")
+        self.inputs = names
+        self.output = self.interpreter.get_output_details()[0]["index"]
+        self.shape = None
+
+    def __call__(self, ir, vi):
+        shape = (1,) + tuple(np.shape(ir)) + (1,)
+        it = self.interpreter
+        if shape != self.shape:
+            for index in self.inputs.values():
+                it.resize_tensor_input(index, shape, strict=True)
+            it.allocate_tensors()
+            self.shape = shape
+        it.set_tensor(self.inputs["ir"], _batch(ir))
+        it.set_tensor(self.inputs["vi"], _batch(vi))
+        it.invoke()
+        return it.get_tensor(self.output)[0, :, :, 0]
+
+
+# ---------------------------------------------------------------- ONNX --
+
+def convert_onnx(model, opset=ONNX_OPSET, fn=None):
+    """ONNX ModelProto bytes of ``fn`` (default ``export_function(model)``:
+    inputs ``ir``, ``vi``, output ``fused``), converted by tf2onnx."""
+    tf2onnx = _need("tf2onnx", "onnx")
+
+    fn = fn or export_function(model)
+    proto, _ = tf2onnx.convert.from_function(
+        fn, input_signature=fn.input_signature, opset=opset,
+        output_path=None)
+    # tf.nest order (sorted keys), as tf2onnx flattens the outputs
+    keys = sorted(fn.get_concrete_function().structured_outputs)
+    for i, key in enumerate(keys):
+        _rename_output(proto, key, i)
+    return proto.SerializeToString()
+
+
+def _rename_output(proto, name, index=0):
+    old = proto.graph.output[index].name
+    if old == name:
+        return proto
+    for node in proto.graph.node:
+        for i, o in enumerate(node.output):
+            if o == old:
+                node.output[i] = name
+        for i, o in enumerate(node.input):
+            if o == old:
+                node.input[i] = name
+    proto.graph.output[index].name = name
+    return proto
+
+
+class OnnxFuser:
+    """Run a .onnx model (path or bytes) with ONNX Runtime on [H, W] float
+    pairs (``threads`` intra-op threads)."""
+
+    def __init__(self, path=None, content=None, threads=LITERT_THREADS):
+        ort = _need("onnxruntime", "onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(
+            content if content is not None else str(path), options,
+            providers=["CPUExecutionProvider"])
+        self.output = self.session.get_outputs()[0].name
+
+    def __call__(self, ir, vi):
+        return self.session.run([self.output], {
+            "ir": _batch(ir), "vi": _batch(vi)})[0][0, :, :, 0]
+
+
+def convert_onnx_int8(model, calibration):
+    """ONNX Runtime's static QDQ int8 model (bytes) of ``model``, from the
+    same range-equalised copy as the int8 TFLite model."""
+    return quantize_onnx_int8(convert_onnx(int8_model(model, calibration)),
+                              calibration)
+
+
+def quantize_onnx_int8(float_onnx, calibration):
+    """ONNX Runtime's static QDQ int8 (per-channel weights, int8
+    activations, calibrated on ``calibration``) of the float ONNX model
+    bytes; returns bytes."""
+    _need("onnxruntime", "onnx")
+    import tempfile
+
+    from onnxruntime import quantization as q
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calibration)
+
+        def get_next(self):
+            pair = next(self.it, None)
+            return None if pair is None else {"ir": pair[0], "vi": pair[1]}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = (os.path.join(tmp, n) for n in ("f.onnx", "q.onnx"))
+        with open(src, "wb") as f:
+            f.write(float_onnx)
+        q.quantize_static(src, dst, Reader(), quant_format=q.QuantFormat.QDQ,
+                          per_channel=True,
+                          activation_type=q.QuantType.QInt8,
+                          weight_type=q.QuantType.QInt8)
+        with open(dst, "rb") as f:
+            return f.read()
+
+
+# -------------------------------------------------------- verification --
+
+def _batch(x):
+    return np.ascontiguousarray(np.asarray(x, np.float32)[None, :, :, None])
 
 
 def psnr(a, b):
@@ -141,10 +469,12 @@ def psnr(a, b):
 
 def verify(reference, candidate, pairs):
     """(max abs diff, min PSNR) of ``candidate`` against ``reference`` over
-    the [(ir, vi)] float pairs."""
+    the [(ir, vi)] float pairs; ``reference`` may also be a list of the
+    reference outputs."""
     worst, low = 0.0, float("inf")
-    for ir, vi in pairs:
-        a, b = reference(ir, vi), candidate(ir, vi)
+    for k, (ir, vi) in enumerate(pairs):
+        a = reference[k] if isinstance(reference, list) else reference(ir, vi)
+        b = candidate(ir, vi)
         worst = max(worst, float(np.abs(a - b).max()))
         low = min(low, psnr(a, b))
     return worst, low
@@ -159,78 +489,176 @@ def test_pairs(ir_dir, vi_dir):
              images.scale_in(images.read_gray(v))) for i, v in paths]
 
 
-def main(argv):
-    import tensorflow as tf
-    from absl import flags
-
-    from . import fileio
-    from .loading import ensure_defaults, load_model
+def write_verified(path, content, runner, reference, pairs, floor):
+    """Write ``content`` (bytes) to ``path`` only if ``runner(tmp_path)``
+    (a fuser built from the written temporary file) reaches ``floor`` dB
+    PSNR against ``reference`` on every pair.  Returns (max abs diff, min
+    PSNR); raises ``InputError`` (``path`` untouched) below the floor."""
     from .errors import InputError
-    from .fusion import Fuser
+    from .fileio import atomic_output
 
-    FLAGS = flags.FLAGS
-    if len(argv) > 1:
-        raise flags.UnrecognizedFlagError(argv[1])
-    fileio.check_writable(FLAGS.output_dir, [
-        os.path.join(FLAGS.output_dir, n) for n in (
-            "stdfusion.tflite", "stdfusion_dynamic_range.tflite")])
-    if os.path.isdir(FLAGS.output_dir) and os.listdir(FLAGS.output_dir) \
-            and not FLAGS.overwrite:
-        raise InputError(FLAGS.output_dir, "exists and is not empty "
-                         "(--overwrite to replace)")
-    saved_model_dir = os.path.join(FLAGS.output_dir, "saved_model")
-    if os.path.exists(saved_model_dir) and not os.path.isdir(saved_model_dir):
-        raise InputError(saved_model_dir, "exists and is not a folder")
-    ensure_defaults(FLAGS.checkpoint, FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.mirror)
-    model = load_model(FLAGS.checkpoint)
-    keras_fuser = Fuser(model)
-    pairs = test_pairs(FLAGS.ir_dir, FLAGS.vi_dir)
-
-    saved = export_saved_model(model, os.path.join(FLAGS.output_dir,
-                                                   "saved_model"))
-    loaded = tf.saved_model.load(saved)
-    serve = loaded.signatures["serving_default"]
-    diff, _ = verify(keras_fuser, lambda ir, vi: serve(
-        ir=tf.constant(ir[None, :, :, None]),
-        vi=tf.constant(vi[None, :, :, None]))["fused"].numpy()[0, :, :, 0],
-        pairs)
-    print(f"SavedModel {saved}: max abs diff vs Keras on {len(pairs)} pairs "
-          f"= {diff:.3e} (tolerance {SAVED_MODEL_TOLERANCE:.0e})")
-    if not diff <= SAVED_MODEL_TOLERANCE:
-        raise InputError(saved, f"export differs from Keras by {diff:.3e}")
-
-    if FLAGS.format == "tflite":
-        path = convert_tflite(saved, os.path.join(FLAGS.output_dir,
-                                                  "stdfusion.tflite"))
-        diff, low = verify(keras_fuser, TFLiteFuser(path), pairs)
-        print(f"TFLite float32 {path}: max abs diff = {diff:.3e} "
-              f"(tolerance {TFLITE_TOLERANCE:.0e}), min PSNR {low:.1f} dB")
-        if not diff <= TFLITE_TOLERANCE:
-            raise InputError(path, f"TFLite model differs by {diff:.3e}")
-        if FLAGS.quantize:
-            path = convert_tflite(saved, os.path.join(
-                FLAGS.output_dir, "stdfusion_dynamic_range.tflite"),
-                quantize=True)
-            diff, low = verify(keras_fuser, TFLiteFuser(path), pairs)
-            print(f"TFLite dynamic-range quantised {path}: max abs diff = "
-                  f"{diff:.3e}, min PSNR vs float32 {low:.1f} dB")
+    with atomic_output(path, suffix=os.path.splitext(str(path))[1]) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(content)
+        diff, low = verify(reference, runner(tmp), pairs)
+        if not low >= floor:
+            raise InputError(path, f"not written: {low:.1f} dB PSNR against "
+                             f"the Keras model on {len(pairs)} pairs, below "
+                             f"the {floor:g} dB floor")
+    return diff, low
 
 
-if __name__ == "__main__":
-    from absl import flags
+# ------------------------------------------------- range equalisation --
 
-    from . import cli
+def activation_ranges(model, calibration):
+    """{(block, conv): per-channel max |activation|} of the leaky-ReLU
+    outputs of every block's ``conv1`` and ``conv2`` over ``calibration``."""
+    import tensorflow as tf
 
-    flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"],
-                      "What to export (tflite also writes the SavedModel "
-                      "it is converted from).")
-    flags.DEFINE_string("checkpoint", "checkpoint/Fusion.model-29",
-                        "Weights (.weights.h5, or TF1 checkpoint).")
-    flags.DEFINE_string("output_dir", "export", "Where the exports go.")
-    flags.DEFINE_bool("quantize", False, "Also write a dynamic-range "
-                      "quantised TFLite model and report its PSNR.")
-    flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir.")
-    flags.DEFINE_string("ir_dir", "Test_ir", "Verification pairs (infrared).")
-    flags.DEFINE_string("vi_dir", "Test_vi", "Verification pairs (visible).")
-    flags.DEFINE_string("mirror", None, "Local mirror of the upstream files.")
-    cli.run(main)
+    stats = {}
+
+    def note(key, a):
+        m = tf.reduce_max(tf.abs(a), axis=(0, 1, 2)).numpy()
+        stats[key] = np.maximum(stats.get(key, 0), m)
+
+    def blocks(net, x, prefix):
+        for block in net.blocks:
+            a1 = block.conv1(x)
+            a2 = block.conv2(a1)
+            note((prefix, block.name, "conv1"), a1)
+            note((prefix, block.name, "conv2"), a2)
+            x = block(x)
+        return x
+
+    for ir, vi in calibration:
+        feats = []
+        for net, x in ((model.vi_extraction_network, vi),
+                       (model.ir_extraction_network, ir)):
+            feats.append(blocks(net, net.conv1(tf.constant(x)), net.name))
+        blocks(model.reconstruction_network, tf.concat(feats, -1),
+               model.reconstruction_network.name)
+    return stats
+
+
+def equalize_ranges(model, calibration, strength=1.0):
+    """Rescale, in place, the channels between each block's ``conv1`` ->
+    ``conv2`` and ``conv2`` -> ``conv3`` so that the per-channel activation
+    ranges come closer together (cross-layer equalisation; leaky ReLU is
+    positively homogeneous, so the function is unchanged up to float
+    rounding).  Channel i of the first conv is divided by
+    ``s_i = (r_i / max r) ** strength`` and the matching input channel of
+    the next conv multiplied by it (``r``: the channel's activation range
+    on ``calibration``).  One per-tensor int8 scale then fits every
+    channel better."""
+    stats = activation_ranges(model, calibration)
+    for net in (model.vi_extraction_network, model.ir_extraction_network,
+                model.reconstruction_network):
+        for block in net.blocks:
+            for first, second in (("conv1", block.conv2),
+                                  ("conv2", block.conv3)):
+                conv = getattr(block, first)
+                r = stats[(net.name, block.name, first)]
+                s = np.ones_like(r)
+                live = r > 0
+                s[live] = (r[live] / r.max()) ** strength
+                s = s.astype(np.float32)
+                conv.w.assign(conv.w.numpy() / s)
+                conv.b.assign(conv.b.numpy() / s)
+                second.w.assign(second.w.numpy() * s[None, None, :, None])
+    return model
+
+
+def int8_model(model, calibration):
+    """A float32 copy of ``model`` with its ranges equalised on
+    ``calibration`` (``equalize_ranges``): the same function, better suited
+    to per-tensor int8 activations.  Both int8 exports start from it."""
+    from .model import STDFusionNet
+
+    copy = STDFusionNet(paper_activations=model.paper_activations)
+    copy.set_weights([w.numpy() for w in model.weights])
+    return equalize_ranges(copy, calibration)
+
+
+# ------------------------------------------------------ UMF-CMGR nets --
+
+def umf_function(model, kind, size=None):
+    """The export signature of a UMF-CMGR network, batch 1, any H and W
+    (``size=None``) or a fixed ``(H, W)``:
+
+    * ``difn``: ``ir``, ``vi`` float32 [1, H, W, 1] in [0, 1] -> ``fused``
+      [1, H, W, 1] in [-1, 1];
+    * ``mrrn``: ``tgt`` (pseudo-infrared), ``src`` (distorted infrared)
+      float32 [1, H, W, 1] in [0, 1] -> ``registered`` [1, H, W, 1] and
+      ``flow`` [1, H, W, 2] (pixels; channel 0 rows, 1 columns).
+
+    The TFLite converter fails on MRRN at any size (it does not legalise
+    the ``tf.StridedSlice`` that crops the padded flow back); a fixed size
+    whose sides are multiples of 4 has no padding and converts."""
+    import tensorflow as tf
+
+    names = {"difn": ("ir", "vi"), "mrrn": ("tgt", "src")}[kind]
+    h, w = size or (None, None)
+    spec = [tf.TensorSpec([1, h, w, 1], tf.float32, name=n)
+            for n in names]
+    if kind == "difn":
+        @tf.function(input_signature=spec)
+        def fn(ir, vi):
+            return {"fused": model((ir, vi))}
+    else:
+        @tf.function(input_signature=spec)
+        def fn(tgt, src):
+            registered, _, flow = model((tgt, src))
+            return {"flow": flow, "registered": registered}
+    return fn
+
+
+def convert_umf(model, kind, fmt, size=None):
+    """A UMF-CMGR network as float ``fmt`` ("tflite" or "onnx") bytes
+    (``size``: see ``umf_function``)."""
+    fn = umf_function(model, kind, size)
+    if fmt == "onnx":
+        return convert_onnx(model, fn=fn)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="stdfusion-export-") as tmp:
+        return _tflite_converter(model, tmp, fn=fn).convert()
+
+
+class UmfRunner:
+    """Run an exported UMF-CMGR network (.tflite in LiteRT or .onnx in ONNX
+    Runtime, path or bytes) on [H, W] float pairs in [0, 1]; returns its
+    outputs (sorted by name) stacked on the last axis, [H, W, C]."""
+
+    def __init__(self, kind, path=None, content=None, threads=LITERT_THREADS):
+        self.names = {"difn": ("ir", "vi"), "mrrn": ("tgt", "src")}[kind]
+        if content is None:
+            with open(str(path), "rb") as f:
+                head = f.read(8)
+        else:
+            head = content[:8]
+        if head[4:8] == b"TFL3":  # the TFLite flatbuffer identifier
+            interp = _litert_interpreter(path, content, threads)
+            runner = interp.get_signature_runner("serving_default")
+            self.run = lambda feeds: runner(**feeds)  # resizes the inputs
+        else:
+            session = OnnxFuser(path, content, threads).session
+            outputs = [o.name for o in session.get_outputs()]
+            self.run = lambda feeds: dict(zip(outputs,
+                                              session.run(None, feeds)))
+
+    def __call__(self, a, b):
+        out = self.run({n: _batch(x) for n, x in zip(self.names, (a, b))})
+        return np.concatenate([out[k][0] for k in sorted(out)], axis=-1)
+
+
+def umf_reference(model, kind, size=None):
+    """The Keras counterpart of ``UmfRunner``."""
+    fn = umf_function(model, kind, size)
+
+    def run(a, b):
+        import tensorflow as tf
+
+        out = fn(tf.constant(_batch(a)), tf.constant(_batch(b)))
+        return np.concatenate([out[k].numpy()[0] for k in sorted(out)],
+                              axis=-1)
+    return run

@@ -208,7 +208,7 @@ def test_evaluate_output_collisions(pairs, tmp_path):
 def test_export_and_convert_collisions(tmp_path, jiayi_weights):
     blocker = tmp_path / "export"
     blocker.write_text("keep")
-    proc = run_cli("-m", "stdfusion_tf.export", "--checkpoint",
+    proc = run_cli("-m", "stdfusion_tf.commands.export", "--checkpoint",
                    jiayi_weights, "--output_dir", blocker, cwd=tmp_path)
     assert_one_line_error(proc, blocker, "not a folder")
     assert blocker.read_text() == "keep"

@@ -1,17 +1,12 @@
-"""Tiled and bf16 inference, no retracing, SavedModel / TFLite export."""
-
-import pathlib
-import subprocess
-import sys
+"""Tiled and bf16 inference, no retracing (exports: test_export.py)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import (RELEASES, ROOT, assert_one_line_error, run_cli,
-                      write_gray)
-from stdfusion_tf import export, fusion, images
+from conftest import RELEASES, ROOT, assert_one_line_error, run_cli
+from stdfusion_tf import export, fusion
 from stdfusion_tf.loading import load_model
 from stdfusion_tf.errors import InputError
 
@@ -122,79 +117,3 @@ def test_bfloat16_close_to_float32(upstream, model):
     diff, low = export.verify(fusion.Fuser(model), fast, pairs)
     assert low >= 45, low
     assert diff > 0  # really computed in bf16
-
-
-# ---------------------------------------------------------------- export --
-
-@pytest.fixture(scope="module")
-def small_pairs():
-    return [_pair((40, 56), 1), _pair((33, 47), 2)]
-
-
-@pytest.fixture(scope="module")
-def saved_model(model, tmp_path_factory):
-    return export.export_saved_model(
-        model, tmp_path_factory.mktemp("export") / "saved_model")
-
-
-def test_saved_model_matches_keras(model, saved_model, small_pairs):
-    loaded = tf.saved_model.load(saved_model)
-    serve = loaded.signatures["serving_default"]
-    diff, _ = export.verify(fusion.Fuser(model), lambda ir, vi: serve(
-        ir=tf.constant(ir[None, :, :, None]),
-        vi=tf.constant(vi[None, :, :, None]))["fused"].numpy()[0, :, :, 0],
-        small_pairs)
-    assert diff <= 1e-5
-    # the uint8 convenience signature: upstream's min-max and plain clip
-    u8 = loaded.signatures["fuse_uint8"]
-    ir, vi = small_pairs[0]
-    ir8, vi8 = (np.round((x + 1) * 127.5).astype(np.uint8) for x in (ir, vi))
-    out = u8(ir=tf.constant(ir8), vi=tf.constant(vi8))
-    fused = fusion.Fuser(model)(images.scale_in(ir8), images.scale_in(vi8))
-    for key, mode in (("fused_minmax", "minmax"), ("fused_clip", "clip")):
-        got = out[key].numpy().astype(int)
-        want = images.to_uint8(fused, mode).astype(int)
-        assert got.dtype == int and np.abs(got - want).max() <= 1, key
-
-
-def test_saved_model_cli_lists_signatures(saved_model):
-    """`saved_model_cli show --all` (the console script TensorFlow installs
-    next to this Python) lists both signatures."""
-    cli = pathlib.Path(sys.executable).parent / "saved_model_cli"
-    proc = subprocess.run([cli, "show", "--dir", saved_model, "--all"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    for needle in ("signature_def['serving_default']",
-                   "signature_def['fuse_uint8']", "outputs['fused']",
-                   "outputs['fused_minmax']", "shape: (-1, -1, -1, 1)"):
-        assert needle in proc.stdout, needle
-
-
-def test_tflite_matches_keras(model, saved_model, small_pairs, tmp_path):
-    path = export.convert_tflite(saved_model, tmp_path / "m.tflite")
-    diff, _ = export.verify(fusion.Fuser(model), export.TFLiteFuser(path),
-                            small_pairs)
-    assert diff <= 1e-4
-
-
-def test_export_cli(tmp_path):
-    rng = np.random.default_rng(4)
-    for stem in ("a", "b"):
-        for d in ("ir", "vi"):
-            write_gray(tmp_path / d / f"{stem}.png",
-                       rng.integers(0, 256, (36, 44)))
-    out = tmp_path / "export"
-    proc = run_cli("-m", "stdfusion_tf.export", "--format", "tflite",
-                   "--quantize", "--checkpoint", RELEASES["jiayi-ma"],
-                   "--ir_dir", tmp_path / "ir", "--vi_dir", tmp_path / "vi",
-                   "--output_dir", out, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "SavedModel" in proc.stdout and "max abs diff" in proc.stdout
-    assert "dynamic-range quantised" in proc.stdout
-    assert (out / "stdfusion.tflite").is_file()
-    assert (out / "stdfusion_dynamic_range.tflite").is_file()
-    proc = run_cli("-m", "stdfusion_tf.export", "--checkpoint",
-                   RELEASES["jiayi-ma"], "--ir_dir", tmp_path / "ir",
-                   "--vi_dir", tmp_path / "vi", "--output_dir", out,
-                   cwd=tmp_path)
-    assert_one_line_error(proc, out, "not empty")

@@ -1,0 +1,127 @@
+"""Deployment paths side by side: speed and PSNR against Keras float32.
+
+    python bench/deploy.py [--runs 7] [--calibration_size 32] [--threads 2]
+
+Keras float32 / bfloat16 (stdfusion_tf.fusion.Fuser), TFLite float /
+dynamic-range / int8 in LiteRT, ONNX Runtime float / static QDQ int8, on
+upstream's TNO pair 06 (620x450) and its 256x256 centre crop, batch 1.
+The models are built in the run (stdfusion_tf.export, the same recipes as
+stdfusion-export) and timed interleaved (a, b, c, a, b, c, ...: load drift
+hits every path alike): median seconds over --runs after 2 warm-up runs,
+the ratio Keras float32 / path (> 1: faster) and the PSNR (dB, 0..255
+scale) of each path's output against Keras float32.  LiteRT and ONNX
+Runtime run with --threads intra-op threads; Keras with TensorFlow's
+defaults.  Needs the [litert] and [onnx] extras; paths whose package is
+missing are left out.  --markdown prints the table as Markdown.
+"""
+
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from stdfusion_tf import cli  # noqa: E402,F401  (quiet TensorFlow)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("runs", 7, "Timed runs per path and size.")
+flags.DEFINE_integer("calibration_size", 32, "int8 calibration patches.")
+flags.DEFINE_integer("threads", 2, "LiteRT / ONNX Runtime threads.")
+flags.DEFINE_string("checkpoint", None, "Weights (default: the released "
+                    "jiayi-ma model-29).")
+flags.DEFINE_bool("markdown", True, "Print the table as Markdown.")
+
+
+def timed(fns, runs):
+    for fn in fns:
+        fn(), fn()
+    times = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def main(argv):
+    del argv
+    import importlib.util
+
+    from stdfusion_tf import assets, export
+    from stdfusion_tf.fusion import Fuser, bf16_supported
+    from stdfusion_tf.loading import load_model
+
+    mirror = assets.mirror_or_shared("jiayi-ma-29")
+    checkpoint = FLAGS.checkpoint or assets.ensure_weights(mirror=mirror)
+    assets.ensure_test_data(mirror=mirror)
+    root = str(assets.PROJECT_ROOT)
+    pairs = export.test_pairs(os.path.join(root, "Test_ir"),
+                              os.path.join(root, "Test_vi"))
+    ir, vi = pairs[5]  # 06.bmp, TNO, 620x450
+    assert ir.shape == (450, 620), ir.shape
+    r, c = (450 - 256) // 2, (620 - 256) // 2
+    cases = [("620x450 (TNO 06)", (ir, vi)),
+             ("256x256 crop", (ir[r:r + 256, c:c + 256],
+                               vi[r:r + 256, c:c + 256]))]
+    train = [os.path.join(root, d) for d in ("Train_ir", "Train_vi")]
+    if not all(os.path.isdir(d) for d in train):
+        train_mirror = assets.mirror_or_shared("train_images")
+        assets.fetch("train_images", root=root, mirror=train_mirror)
+
+    model = load_model(checkpoint)
+    paths = [("Keras float32", Fuser(model))]
+    if bf16_supported():
+        paths.append(("Keras bfloat16", Fuser(load_model(
+            checkpoint, dtype="mixed_bfloat16"))))
+    calibration = export.calibration_patches(*train,
+                                             count=FLAGS.calibration_size)
+    t = FLAGS.threads
+    if importlib.util.find_spec("ai_edge_litert"):
+        for label, q in (("float32", "none"), ("dynamic-range", "dynamic"),
+                         ("int8", "int8")):
+            content = export.convert_tflite(
+                model, q, calibration if q == "int8" else None)
+            paths.append((f"TFLite {label} (LiteRT)",
+                          export.LiteRTFuser(content=content, threads=t)))
+    if importlib.util.find_spec("onnxruntime") and \
+            importlib.util.find_spec("tf2onnx"):
+        content = export.convert_onnx(model)
+        paths.append(("ONNX Runtime float32",
+                      export.OnnxFuser(content=content, threads=t)))
+        paths.append(("ONNX Runtime int8 (QDQ)", export.OnnxFuser(
+            content=export.convert_onnx_int8(model, calibration),
+            threads=t)))
+
+    rows = {}
+    for case, (a, b) in cases:
+        reference = paths[0][1](a, b)
+        fns = [(lambda f=f: f(a, b)) for _, f in paths]
+        seconds = timed(fns, FLAGS.runs)
+        for (label, f), s in zip(paths, seconds):
+            rows.setdefault(label, []).append(
+                (s, seconds[0] / s, export.psnr(reference, f(a, b))))
+        print(f"timed {case}", file=sys.stderr, flush=True)
+
+    head = ["path"] + [f"{case}: {k}" for case, _ in cases
+                       for k in ("s", "x fp32", "PSNR dB")]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for label, cells in rows.items():
+        out = [label]
+        for s, ratio, p in cells:
+            out += [f"{s:.3f}", f"{ratio:.2f}",
+                    "ref" if p == float("inf") and label == paths[0][0]
+                    else f"{p:.1f}"]
+        print("| " + " | ".join(out) + " |")
+    print(f"\n{FLAGS.runs} timed runs, median; LiteRT / ONNX Runtime "
+          f"{t} threads; {FLAGS.calibration_size} calibration patches; "
+          f"{os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at the end.")
+
+
+if __name__ == "__main__":
+    app.run(main)
