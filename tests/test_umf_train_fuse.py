@@ -174,6 +174,8 @@ def _train(root, *extra):
     return run_cli("-m", "umf.train_fuse", *_args(root), *extra, cwd=root)
 
 
+@pytest.mark.slow  # the suite's slowest (minutes); the engine's resume is
+# also covered by test_umf_train_cpstn's kill/resume test
 def test_kill_resume_and_checkpoint_fuses(tmp_path):
     """3 epochs of 2 steps; the interrupted run is SIGKILLed once its first
     training state exists and re-run on the same --ckpt; the final weights
