@@ -42,11 +42,10 @@ __all__ = ["Registration", "register_pair", "apply_flow", "METHODS"]
 
 METHODS = ("auto", "global", "dense", "none")
 MIN_SIDE = 16
-# the result must beat the plain resize by this much similarity ...
-MIN_GAIN = 0.01
-# ... reach this much (unrelated images score ~0.0-0.1) ...
-MIN_SCORE = 0.12
-# ... and agree with this fraction of the structured patches
+# the result must agree with this many structured patches, this fraction
+# of those inside the infrared image, and with more patches than the plain
+# resize does (by 2 or 10 %)
+MIN_AGREE = 8
 MIN_CONSENSUS = 0.15
 # the dense field must add this much similarity to be used
 DENSE_GAIN = 0.003
@@ -128,9 +127,12 @@ def register_pair(ir, vi, method="auto"):
     if method == "dense":
         m_w, m, score = base_w, base, base_score
     else:
-        starts = search.local_starts(ir.shape, vi.shape)
-        starts += [m for _, m in search.coarse_candidates(pyr, vi)]
-        score, m_w = search.refine(pyr, vw, fv, [m0 @ to_vi for m0 in starts])
+        starts = search.starts(ir.shape, vi.shape)
+        coarse = [m for _, m in search.coarse_candidates(pyr, vi)]
+        score, m_w, _, _ = search.refine(
+            pyr, vw, fv, [m0 @ to_vi for m0 in starts + coarse],
+            unshifted=len(search.START_ANGLES),
+            shifted=len(starts) - len(search.START_ANGLES))
         m = m_w @ np.linalg.inv(to_vi)
         # a last round at up to DENSE_WORK px, where a pixel is finer
         vd, to_vd = search.reduced(vi, _dense.DENSE_WORK)
@@ -145,12 +147,12 @@ def register_pair(ir, vi, method="auto"):
                     m = md @ np.linalg.inv(to_vd)
                     m_w = m @ to_vi
                     score = search.frame_score(pyr, fv, m_w, vw.shape)[0]
-        agree = search.consensus(pyr, vw, fv, m_w)
-        if (score < base_score + MIN_GAIN or score < MIN_SCORE
-                or agree < MIN_CONSENSUS):
+        agree, count = search.consensus(pyr, vw, fv, m_w)
+        base_agree, base_count = search.consensus(pyr, vw, fv, base_w)
+        if (count < MIN_AGREE or agree < MIN_CONSENSUS
+                or count < base_count + max(2, 0.1 * base_count)):
             return _result(ir, vi.shape, base, None, base_score, True,
-                           "none", t0, base_score,
-                           search.consensus(pyr, vw, fv, base_w))
+                           "none", t0, base_score, base_agree)
         if method == "global":
             return _result(ir, vi.shape, m, None, score, False, "global",
                            t0, base_score, agree)
@@ -172,7 +174,7 @@ def register_pair(ir, vi, method="auto"):
             used = "global+dense" if method != "dense" else "dense"
             score = score + (after - before)
     if method == "dense":
-        agree = search.consensus(pyr, vw, fv, base_w)
+        agree = search.consensus(pyr, vw, fv, base_w)[0]
         if residual_full is None:
             return _result(ir, vi.shape, base, None, base_score, True,
                            "none", t0, base_score, agree)

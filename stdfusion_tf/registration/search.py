@@ -166,22 +166,21 @@ def coarse_candidates(ir_pyr, vi, scales=None, angles=ANGLES, keep=4,
     return [(b, m) for b, _, _, m in out]
 
 
-LOCAL_SCALES = (1 / 1.15, 1.0, 1.15)
-LOCAL_ANGLES = (-6.0, 0.0, 6.0)
+# starts: the plain resize turned a little, and rescaled over x1/3 .. x3
+START_ANGLES = (-7.0, 0.0, 7.0)
+START_SCALES = tuple(2.0 ** (k / 4.0) for k in range(-6, 7) if k != 0)
 
 
-def local_starts(ir_shape, vi_shape):
-    """Starts near the plain resize (the usual case: cameras roughly
-    aligned): the resize itself, rescaled and turned a little about the
-    frame centres.  The patch matching of the first refinement round
-    absorbs a translation of a few percent of the frame."""
+def starts(ir_shape, vi_shape):
+    """Starting matrices (visible pixel -> infrared pixel) about the plain
+    resize: turned by ``START_ANGLES`` at its own scale, rescaled by
+    ``START_SCALES`` (about the frame centres).  Each is placed by a
+    translation search (:func:`shift_search`) before refinement."""
     base = geometry.resize_matrix(ir_shape, vi_shape)
     cv = ((vi_shape[1] - 1) / 2.0, (vi_shape[0] - 1) / 2.0)
-    out = []
-    for s in LOCAL_SCALES:
-        for a in LOCAL_ANGLES:
-            turn = geometry.similarity(s, a, cv, cv)
-            out.append(base @ turn)
+    out = [base @ geometry.similarity(1.0, a, cv, cv) for a in START_ANGLES]
+    out += [base @ geometry.similarity(s, 0.0, cv, cv)
+            for s in START_SCALES]
     return out
 
 
@@ -248,33 +247,87 @@ def refine_round(ir_pyr, vw, fv, m, r, projective=True, setting=None):
     return m_a
 
 
-def refine(ir_pyr, vw, fv, starts, keep=2):
+def shift_search(ir_pyr, fv, m, pad=0.3):
+    """The translation that best aligns the infrared warped by ``m``
+    (working visible pixel -> infrared pixel) with the visible features
+    ``fv``, by one FFT correlation over a canvas ``pad`` of the frame larger
+    on every side (high-passed features, normalised by the energies under
+    the overlap).  Returns ``m`` moved by that shift."""
+    hw, ww = fv.shape
+    py, px = int(pad * hw), int(pad * ww)
+    ch, cw = _fft_size(hw + 2 * py), _fft_size(ww + 2 * px)
+    mc = m @ geometry.translation(-px, -py)
+    warped = ir_pyr.warp(mc, (ch, cw))
+    mask = ir_pyr.inside(mc, (ch, cw))
+    hp = 4.0 * max(hw, ww) / COARSE
+    fi = features.highpass(features.orientation(warped, SIGMA) * mask,
+                           hp) * mask
+    fvh = features.highpass(fv, hp)
+    fv_pad = np.zeros((ch, cw), np.complex64)
+    fv_pad[:hw, :ww] = fvh
+    corr = sfft.ifft2(np.conj(sfft.fft2(fv_pad)) * sfft.fft2(fi)).real
+    ev = np.zeros((ch, cw), np.float32)
+    ev[:hw, :ww] = fvh.real ** 2 + fvh.imag ** 2
+    ev_total = float(ev.sum())
+    ov = sfft.irfft2(np.conj(sfft.rfft2(ev)) * sfft.rfft2(mask), s=(ch, cw))
+    c = cv2.integral(fi.real ** 2 + fi.imag ** 2, sdepth=cv2.CV_64F)
+    nu, nv = ch - hw + 1, cw - ww + 1
+    box = (c[hw:hw + nu, ww:ww + nv] - c[:nu, ww:ww + nv]
+           - c[hw:hw + nu, :nv] + c[:nu, :nv])
+    tau = 0.25 * ev_total
+    score = corr[:nu, :nv] / np.sqrt(
+        (np.maximum(ov[:nu, :nv], 0) + tau) * (box + tau))
+    uy, ux = divmod(int(score.argmax()), nv)
+    return mc @ geometry.translation(ux, uy)
+
+
+def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None):
     """Refine several starts (working visible pixel -> infrared pixel):
-    one round for each, then the ``keep`` best (full-frame similarity) go
-    through the remaining rounds.  Returns (score, matrix) of the best."""
+    one round for each, then the ``keep`` best go through the remaining
+    rounds.  Candidates are ranked by the number of patches that agree with
+    them (:func:`consensus`), then by the full-frame similarity: a count
+    does not favour a small overlap the way a normalised score can, nor
+    penalise a right one that covers part of the frame.  Returns
+    (score, matrix, agreeing fraction, agreeing count) of the best."""
+    if shifted is None:
+        shifted = len(starts) - unshifted
     scored = []
-    for m in starts:
-        m1 = refine_round(ir_pyr, vw, fv, m, 0)
-        for cand in ((m,) if m1 is None else (m, m1)):
-            scored.append((frame_score(ir_pyr, fv, cand, vw.shape)[0], cand))
-    scored.sort(key=lambda t: -t[0])
+    for i, m0 in enumerate(starts):
+        # the first ``unshifted`` starts are also tried where they are, the
+        # next ``shifted`` ones after a translation search, the rest (the
+        # coarse search's candidates, already placed) as they are
+        if i < unshifted:
+            tries = (m0, shift_search(ir_pyr, fv, m0))
+        elif i < unshifted + shifted:
+            tries = (shift_search(ir_pyr, fv, m0),)
+        else:
+            tries = (m0,)
+        for m in tries:
+            m1 = refine_round(ir_pyr, vw, fv, m, 0)
+            cand = m if m1 is None else m1
+            frac, count = consensus(ir_pyr, vw, fv, cand)
+            score = frame_score(ir_pyr, fv, cand, vw.shape)[0]
+            scored.append((count, score, frac, cand))
+    scored.sort(key=lambda t: (-t[0], -t[1]))
     best = scored[0]
-    for s0, m in scored[:keep]:
+    for _, _, _, m in scored[:keep]:
         for r in range(1, len(ROUNDS)):
             m_new = refine_round(ir_pyr, vw, fv, m, r)
             if m_new is None:
                 break
             m = m_new
-        s = frame_score(ir_pyr, fv, m, vw.shape)[0]
-        if s > best[0]:
-            best = (s, m)
-    return best
+        frac, count = consensus(ir_pyr, vw, fv, m)
+        score = frame_score(ir_pyr, fv, m, vw.shape)[0]
+        if (count, score) > best[:2]:
+            best = (count, score, frac, m)
+    count, score, frac, m = best
+    return score, m, frac, count
 
 
 def consensus(ir_pyr, vw, fv, m):
-    """Fraction of the structured patches that agree with ``m``: their
-    correlation peak is clear (> 0.3) and within 1.5 working pixels of
-    zero shift.  A right registration of a real pair agrees in many
+    """(fraction, number) of the structured patches (inside the infrared
+    image) that agree with ``m``: their correlation peak is clear (> 0.3)
+    and within 1.5 working pixels of zero shift.  A right registration of a real pair agrees in many
     patches; a wrong one that happens to score well in a few does not."""
     hw, ww = vw.shape
     side = max(hw, ww)
@@ -286,10 +339,10 @@ def consensus(ir_pyr, vw, fv, m):
     ys, xs, dy, dx, q, energy = matching.match(fv, fi, patch, search,
                                                patch // 2)
     if len(q) == 0:
-        return 0.0
+        return 0.0, 0
     iy = np.clip(ys.astype(int), 0, hw - 1)
     ix = np.clip(xs.astype(int), 0, ww - 1)
     structured = (energy > 0.5 * np.median(energy)) & (mask[iy, ix] > 0)
     agree = structured & (q > 0.3) & (np.hypot(dy, dx) < 1.5)
-    return float(agree.sum() / max(1, structured.sum()))
+    return float(agree.sum() / max(1, structured.sum())), int(agree.sum())
 
