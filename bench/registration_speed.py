@@ -16,8 +16,11 @@ traced once for the size before timing.
 Timing: after one warm-up round each, ``--runs`` rounds; in each round both
 sides register every pair once, in alternating order (ours first on even
 rounds), so load drift hits both alike.  Prints median [min-max] over rounds
-of the mean seconds per pair, the ratio ours / MRRN, the thread counts and
-the load average (on a shared machine compare the ratio, not the seconds).
+of the mean seconds per pair -- wall time and the process CPU time
+(``time.process_time``: all threads of this process, i.e. what the work
+costs on free cores whatever else runs) -- the ratios ours / MRRN, the
+thread counts and the load average (on a shared machine wall time measures
+the other jobs: compare the CPU time and the ratios).
 """
 
 import os
@@ -74,12 +77,14 @@ def load_pairs(raw_dir, count):
 
 
 def timed(fn, pairs):
-    seconds = []
+    """(mean wall seconds, mean CPU seconds) per pair."""
+    wall, cpu = [], []
     for ir, vi in pairs:
-        start = time.perf_counter()
+        c0, w0 = time.process_time(), time.perf_counter()
         fn(ir, vi)
-        seconds.append(time.perf_counter() - start)
-    return sum(seconds) / len(seconds)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return sum(wall) / len(wall), sum(cpu) / len(cpu)
 
 
 def stats(values):
@@ -109,12 +114,14 @@ def benchmark(pairs_count, runs, method, raw_dir, mirror, with_mrrn,
         intra = tf.config.threading.get_intra_op_parallelism_threads()
         tf_note = f", TF intra-op {intra or 'default (all cores)'}"
     times = {k: [] for k in sides}
+    cpu = {k: [] for k in sides}
     order = list(sides)
     for i in range(1 + runs):
         for side in (order if i % 2 == 0 else order[::-1]):
-            t = timed(sides[side], pairs)
+            t, c = timed(sides[side], pairs)
             if i:
                 times[side].append(t)
+                cpu[side].append(c)
     cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
              else os.cpu_count())
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),)
@@ -122,12 +129,16 @@ def benchmark(pairs_count, runs, method, raw_dir, mirror, with_mrrn,
         f"RoadScene_raw pair(s) ({', '.join(names)}), {runs} "
         f"{'interleaved ' if with_mrrn else ''}rounds after 1 warm-up, "
         "median [min-max] of the mean seconds per pair")
-    out(f"  ours ({method})".ljust(19) + f"{stats(times['ours'])}")
+    out(f"{'':19}{'wall':>24}{'CPU (all threads)':>28}")
+    out(f"  ours ({method})".ljust(19) + f"{stats(times['ours']):>24}"
+        f"{stats(cpu['ours']):>28}")
     if with_mrrn:
-        out(f"  MRRN (reg_0800)  {stats(times['MRRN'])}")
-        ratios = [a / b for a, b in zip(times["ours"], times["MRRN"])]
-        out(f"  ours / MRRN      {statistics.median(ratios):7.2f} "
-            f"[{min(ratios):.2f}-{max(ratios):.2f}] (per round)")
+        out(f"  MRRN (reg_0800)  {stats(times['MRRN']):>24}"
+            f"{stats(cpu['MRRN']):>28}")
+        for what, table in (("wall", times), ("CPU", cpu)):
+            ratios = [a / b for a, b in zip(table["ours"], table["MRRN"])]
+            out(f"  ours / MRRN, {what:<4} {statistics.median(ratios):7.2f} "
+                f"[{min(ratios):.2f}-{max(ratios):.2f}] (per round)")
     out(f"  {cores} cores, OpenCV threads {cv2.getNumThreads()}{tf_note}; "
         f"load average {load[0]:.1f} (above {cores}: the machine is shared,"
         " compare the ratio)")
