@@ -43,7 +43,7 @@ FLOAT_PSNR_FLOOR = 60.0
 # the file to be written (stdfusion-export --min_psnr overrides it).
 QUANTIZED_PSNR_FLOORS = {
     ("tflite", "dynamic"): 40.0,
-    ("tflite", "int8"): 30.0,
+    ("tflite", "int8"): 35.0,
     ("onnx", "int8"): 30.0,
 }
 ONNX_OPSET = 17
