@@ -1,6 +1,7 @@
 """Deployment paths side by side: speed and PSNR against Keras float32.
 
     python bench/deploy.py [--runs 7] [--calibration_size 32] [--threads 2]
+    python bench/deploy.py --models_dir export   # the files stdfusion-export wrote
 
 Keras float32 / bfloat16 (stdfusion_tf.fusion.Fuser), TFLite float /
 dynamic-range / int8 in LiteRT, ONNX Runtime float / static QDQ int8, on
@@ -32,7 +33,11 @@ flags.DEFINE_integer("calibration_size", 32, "int8 calibration patches.")
 flags.DEFINE_integer("threads", 2, "LiteRT / ONNX Runtime threads.")
 flags.DEFINE_string("checkpoint", None, "Weights (default: the released "
                     "jiayi-ma model-29).")
-flags.DEFINE_bool("markdown", True, "Print the table as Markdown.")
+flags.DEFINE_string("models_dir", None, "Time the models stdfusion-export "
+                    "wrote there (stdfusion.tflite, stdfusion_dynamic_range"
+                    ".tflite, stdfusion_int8.tflite, stdfusion.onnx, "
+                    "stdfusion_int8.onnx; those present) instead of "
+                    "converting them in the run.")
 
 
 def timed(fns, runs):
@@ -77,18 +82,32 @@ def main(argv):
     if bf16_supported():
         paths.append(("Keras bfloat16", Fuser(load_model(
             checkpoint, dtype="mixed_bfloat16"))))
-    calibration = export.calibration_patches(*train,
-                                             count=FLAGS.calibration_size)
+    calibration = None if FLAGS.models_dir else export.calibration_patches(
+        *train, count=FLAGS.calibration_size)
     t = FLAGS.threads
-    if importlib.util.find_spec("ai_edge_litert"):
+    if FLAGS.models_dir:
+        for label, name, runner in (
+                ("TFLite float32 (LiteRT)", "stdfusion.tflite",
+                 export.LiteRTFuser),
+                ("TFLite dynamic-range (LiteRT)",
+                 "stdfusion_dynamic_range.tflite", export.LiteRTFuser),
+                ("TFLite int8 (LiteRT)", "stdfusion_int8.tflite",
+                 export.LiteRTFuser),
+                ("ONNX Runtime float32", "stdfusion.onnx", export.OnnxFuser),
+                ("ONNX Runtime int8 (QDQ)", "stdfusion_int8.onnx",
+                 export.OnnxFuser)):
+            path = os.path.join(FLAGS.models_dir, name)
+            if os.path.isfile(path):
+                paths.append((label, runner(path, threads=t)))
+    elif importlib.util.find_spec("ai_edge_litert"):
         for label, q in (("float32", "none"), ("dynamic-range", "dynamic"),
                          ("int8", "int8")):
             content = export.convert_tflite(
                 model, q, calibration if q == "int8" else None)
             paths.append((f"TFLite {label} (LiteRT)",
                           export.LiteRTFuser(content=content, threads=t)))
-    if importlib.util.find_spec("onnxruntime") and \
-            importlib.util.find_spec("tf2onnx"):
+    if not FLAGS.models_dir and importlib.util.find_spec("onnxruntime") \
+            and importlib.util.find_spec("tf2onnx"):
         content = export.convert_onnx(model)
         paths.append(("ONNX Runtime float32",
                       export.OnnxFuser(content=content, threads=t)))

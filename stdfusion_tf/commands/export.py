@@ -53,6 +53,12 @@ flags.DEFINE_string("calibration_vi_dir", "Train_vi", "int8 calibration: "
                     "visible training images.")
 flags.DEFINE_integer("calibration_size", 32, "int8 calibration: number of "
                      "128x128 training patch pairs.", lower_bound=1)
+flags.DEFINE_enum("int8_float", "standard", ["standard", "wide"],
+                  "--format tflite --quantize int8: which layers stay "
+                  "float.  standard: reconstruction blocks 3-4 and block 2 "
+                  "but its 3x3 conv (8 percent of the multiply-adds); wide: "
+                  "also block 1's 1x1 convs (19 percent): slower, closer to "
+                  "float32 (docs/deployment.md).")
 flags.DEFINE_float("min_psnr", None, "Floor (dB, against the Keras model, "
                    "worst verification pair) below which a quantised model "
                    "is not written.  Default: 40 for dynamic, the int8 "
@@ -170,7 +176,10 @@ def main(argv):
         floor = FLAGS.min_psnr if FLAGS.min_psnr is not None else \
             export.QUANTIZED_PSNR_FLOORS[FLAGS.format, FLAGS.quantize]
     if FLAGS.format == "tflite":
-        content = export.convert_tflite(model, FLAGS.quantize, calibration)
+        content = export.convert_tflite(
+            model, FLAGS.quantize, calibration,
+            float_layers=(export.INT8_FLOAT_LAYERS_WIDE
+                          if FLAGS.int8_float == "wide" else None))
         runner = export.LiteRTFuser
         runtime = "LiteRT"
     else:
