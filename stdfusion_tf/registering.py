@@ -143,58 +143,7 @@ def check_flow(flow, vi_shape, name):
     return flow
 
 
-# ------------------------------------------------------------ staging --
-class Staging:
-    """Outputs written under hidden temporary names beside their targets
-    and renamed into place together by ``commit``; ``rollback`` removes
-    this run's temporary files and the folders it made, so a failed run
-    leaves the previous outputs as they were (as ``fusion.fuse_folders``)."""
-
-    def __init__(self, output_dir):
-        self.output_dir = os.path.abspath(str(output_dir))
-        self.staged, self.made_dirs = [], []
-
-    def stage(self, target):
-        import tempfile
-
-        folder = os.path.dirname(os.path.abspath(target))
-        try:
-            missing = []
-            probe = folder
-            while not os.path.isdir(probe):
-                missing.append(probe)
-                probe = os.path.dirname(probe)
-            for d in reversed(missing):
-                os.mkdir(d)
-                self.made_dirs.append(d)
-            fd, tmp = tempfile.mkstemp(
-                prefix=".tmp-" + os.path.basename(target) + "-",
-                suffix=os.path.splitext(target)[1], dir=folder)
-        except OSError as exc:
-            raise fileio.write_error(target, exc) from exc
-        os.close(fd)
-        self.staged.append((tmp, target))
-        return tmp
-
-    def commit(self):
-        for tmp, target in self.staged:
-            try:
-                os.replace(tmp, target)
-            except OSError as exc:
-                raise fileio.write_error(target, exc) from exc
-        self.staged.clear()
-
-    def rollback(self):
-        for tmp, _ in self.staged:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        self.staged.clear()
-        for folder in reversed(self.made_dirs):
-            if os.path.isdir(folder) and not os.listdir(folder):
-                os.rmdir(folder)
-        self.made_dirs.clear()
-
-
+# ------------------------------------------------------------- saving --
 def save_npy(array, path):
     with fileio.atomic_output(path, suffix=".npy") as tmp:
         with open(tmp, "wb") as f:
@@ -233,11 +182,11 @@ def register_folders(ir_dir, vi_dir, output_dir, method="auto",
         d = os.path.join(str(output_dir), sub)
         if os.path.exists(d) and not os.path.isdir(d):
             raise InputError(d, "exists and is not a folder")
-    staging = Staging(output_dir)
+    out = fileio.StagedOutputs(output_dir)
     bar = progress.progbar(len(stems), verbose=verbose, unit_name="pair",
                            stateful_metrics=["seconds"])
     done = []
-    try:
+    with out:  # all renamed into place at the end, or none
         for i, (stem, (ir_path, vi_path)) in enumerate(zip(stems, paths)):
             ir, vi = read_unit_pair(ir_path, vi_path, ir_range)
             start = time.perf_counter()
@@ -245,14 +194,10 @@ def register_folders(ir_dir, vi_dir, output_dir, method="auto",
             seconds = time.perf_counter() - start
             flow = check_flow(result.flow, vi.shape, ir_path)
             png, npy, js = output_paths(output_dir, stem)
-            images.save_image(to_uint8(result.warped), staging.stage(png))
-            save_npy(flow, staging.stage(npy))
+            images.save_image(to_uint8(result.warped), out.stage(png))
+            save_npy(flow, out.stage(npy))
             save_json(transform_record(result, ir_path, vi_path, ir.shape,
-                                       vi.shape, method), staging.stage(js))
+                                       vi.shape, method), out.stage(js))
             done.append((stem, result))
             bar.update(i + 1, values=[("seconds", seconds)])
-        staging.commit()
-    except BaseException:
-        staging.rollback()
-        raise
     return done
