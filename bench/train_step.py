@@ -38,6 +38,7 @@ def main(argv):
     import numpy as np
 
     from stdfusion_tf import assets, data, fusion, training
+    from stdfusion_tf import model as model_lib
     from stdfusion_tf.reference import ReferenceTraining
 
     root = assets.PROJECT_ROOT
@@ -51,12 +52,15 @@ def main(argv):
                for i in range(FLAGS.runs + 2)]
     if len(batches[-1][0]) < b:
         sys.exit("not enough patches for the requested batches")
+    # "bfloat16_pad": bf16 training with Pad + VALID convolutions (as before
+    # model.BF16_TRAINING_SAME_PADDING)
     precisions = [p for p in FLAGS.precisions
                   if p == "float32" or fusion.bf16_supported()]
     if len(precisions) < len(FLAGS.precisions):
         print("bfloat16 skipped: not native on this machine")
     stacked = tuple(np.concatenate([x[k] for x in batches]) for k in range(3))
-    ours = {p: training.Trainer(stacked, batch_size=b, precision=p)
+    ours = {p: training.Trainer(stacked, batch_size=b,
+                                precision=p.split("_")[0])
             for p in precisions}
     init = {k: np.asarray(v) for k, v in
             ours[precisions[0]].model.tf1_variables().items()}
@@ -74,6 +78,8 @@ def main(argv):
                 times["tf1"].append(time.perf_counter() - start)
         for p, trainer in ours.items():
             mine = next(datasets[p])
+            # read when the step is traced (its first call)
+            model_lib.BF16_TRAINING_SAME_PADDING = not p.endswith("_pad")
             start = time.perf_counter()
             trainer.train_step(mine)
             if i >= 2:
@@ -88,9 +94,9 @@ def main(argv):
               f"{b / med[k]:6.1f} patches/s  30 epochs ~{hours:4.1f} h")
     for p in precisions if tf1 else []:
         print(f"ratio TF1 / ours {p} = {med['tf1'] / med[p]:.2f}")
-    if "bfloat16" in med and "float32" in med:
-        print(f"ratio float32 / bfloat16 = "
-              f"{med['float32'] / med['bfloat16']:.2f}")
+    for p in precisions:
+        if p != "float32" and "float32" in med:
+            print(f"ratio float32 / {p} = {med['float32'] / med[p]:.2f}")
     print(f"(batch {b} of 128x128, {FLAGS.runs} steps each, interleaved)")
 
 

@@ -29,6 +29,10 @@ from keras import ops
 # Leaky ReLU slope of the released code (tf.nn.leaky_relu's default).
 LEAKY_ALPHA = 0.2
 
+# bf16 training convolves with SAME padding instead of Pad + VALID (see
+# Conv.call); False restores Pad + VALID (bench/train_step.py compares).
+BF16_TRAINING_SAME_PADDING = True
+
 # TF1 `truncated_normal_initializer(stddev=1e-3)` for weights, zeros for
 # biases: the upstream training initialisation.
 WEIGHT_STDDEV = 1e-3
@@ -116,12 +120,19 @@ class Conv(keras.layers.Layer):
 
     def call(self, x, training=None):
         pad = self.kernel_size // 2
-        if pad:
+        padding = "valid"
+        if pad and training and BF16_TRAINING_SAME_PADDING and (
+                keras.backend.standardize_dtype(x.dtype) == "bfloat16"):
+            # bf16 training: the convolution's own SAME padding (the same
+            # result); the Pad's gradient, a Slice of each padded input
+            # gradient, took ~9 % of the bf16 step (bench/train_step_profile.py).
+            padding = "same"
+        elif pad:
             # Zero padding then a VALID convolution -- upstream's
             # feature_padding; the same result as SAME, and faster with
             # oneDNN on CPU than its own SAME border handling.
             x = ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        y = ops.conv(x, ops.cast(self.w, x.dtype), strides=1, padding="valid")
+        y = ops.conv(x, ops.cast(self.w, x.dtype), strides=1, padding=padding)
         if self.b is not None:
             y = bias_add(y, ops.cast(self.b, x.dtype), fusable=not training)
         act = ACTIVATIONS[self.activation]
@@ -291,11 +302,11 @@ class STDFusionNet(keras.Model):
     ``float32_output=True`` computes the output block (reconstruction
     ``block4``: 16 -> 1 channel and tanh) in float32 under any policy, the
     mixed-precision rule for a network's last layer.  bfloat16 training
-    needs it: bf16 rounds tanh(x) to exactly +-1 for |x| > ~3.1 (float32
-    only for |x| > ~9), where tanh's gradient ``1 - y^2`` becomes exactly 0;
-    saturated pixels then stop resisting the shared bias and the output
-    collapses to a constant (``docs/bf16.md``).  Inference in bf16 does not
-    need it (the default keeps the whole network in bf16).
+    needs it: bf16 rounds tanh(x) to exactly +-1 for |x| > ~3 (float32
+    only for |x| > ~9), where tanh's gradient ``1 - y^2`` is exactly 0; a
+    fully saturated output gets no gradient at all and stays constant
+    (``docs/bf16.md``).  Inference in bf16 does not need it (the default
+    keeps the whole network in bf16).
     """
 
     def __init__(self, paper_activations=False, float32_output=False,
