@@ -38,7 +38,6 @@ def main(argv):
     import numpy as np
 
     from stdfusion_tf import assets, data, fusion, training
-    from stdfusion_tf import model as model_lib
     from stdfusion_tf.reference import ReferenceTraining
 
     root = assets.PROJECT_ROOT
@@ -52,15 +51,12 @@ def main(argv):
                for i in range(FLAGS.runs + 2)]
     if len(batches[-1][0]) < b:
         sys.exit("not enough patches for the requested batches")
-    # "bfloat16_pad": bf16 training with Pad + VALID convolutions (as before
-    # model.BF16_TRAINING_SAME_PADDING)
     precisions = [p for p in FLAGS.precisions
                   if p == "float32" or fusion.bf16_supported()]
     if len(precisions) < len(FLAGS.precisions):
         print("bfloat16 skipped: not native on this machine")
     stacked = tuple(np.concatenate([x[k] for x in batches]) for k in range(3))
-    ours = {p: training.Trainer(stacked, batch_size=b,
-                                precision=p.split("_")[0])
+    ours = {p: training.Trainer(stacked, batch_size=b, precision=p)
             for p in precisions}
     init = {k: np.asarray(v) for k, v in
             ours[precisions[0]].model.tf1_variables().items()}
@@ -78,8 +74,6 @@ def main(argv):
                 times["tf1"].append(time.perf_counter() - start)
         for p, trainer in ours.items():
             mine = next(datasets[p])
-            # read when the step is traced (its first call)
-            model_lib.BF16_TRAINING_SAME_PADDING = not p.endswith("_pad")
             start = time.perf_counter()
             trainer.train_step(mine)
             if i >= 2:

@@ -55,7 +55,7 @@ def op_times(logdir):
             for ev in line.events:
                 # op events are named "scope/op_name:OpType"
                 name = meta[ev.metadata_id].name
-                if ":" not in name:
+                if ":" not in name or "::" in name:  # executor wrappers
                     continue
                 op = name.rsplit(":", 1)[1]
                 if op_type.match(op):

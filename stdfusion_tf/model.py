@@ -29,10 +29,6 @@ from keras import ops
 # Leaky ReLU slope of the released code (tf.nn.leaky_relu's default).
 LEAKY_ALPHA = 0.2
 
-# bf16 training convolves with SAME padding instead of Pad + VALID (see
-# Conv.call); False restores Pad + VALID (bench/train_step.py compares).
-BF16_TRAINING_SAME_PADDING = True
-
 # TF1 `truncated_normal_initializer(stddev=1e-3)` for weights, zeros for
 # biases: the upstream training initialisation.
 WEIGHT_STDDEV = 1e-3
@@ -120,19 +116,12 @@ class Conv(keras.layers.Layer):
 
     def call(self, x, training=None):
         pad = self.kernel_size // 2
-        padding = "valid"
-        if pad and training and BF16_TRAINING_SAME_PADDING and (
-                keras.backend.standardize_dtype(x.dtype) == "bfloat16"):
-            # bf16 training: the convolution's own SAME padding (the same
-            # result); the Pad's gradient, a Slice of each padded input
-            # gradient, took ~9 % of the bf16 step (bench/train_step_profile.py).
-            padding = "same"
-        elif pad:
+        if pad:
             # Zero padding then a VALID convolution -- upstream's
             # feature_padding; the same result as SAME, and faster with
             # oneDNN on CPU than its own SAME border handling.
             x = ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        y = ops.conv(x, ops.cast(self.w, x.dtype), strides=1, padding=padding)
+        y = ops.conv(x, ops.cast(self.w, x.dtype), strides=1, padding="valid")
         if self.b is not None:
             y = bias_add(y, ops.cast(self.b, x.dtype), fusable=not training)
         act = ACTIVATIONS[self.activation]
