@@ -46,10 +46,14 @@ flags.DEFINE_string("weights", "weights/retrained_30ep.weights.h5",
 flags.DEFINE_list("shifts", ["-4", "-3", "-2", "0", "2", "3", "4"],
                   "Part 1: shifts of the output bias (pre-tanh) to try.")
 flags.DEFINE_list("variants", ["bf16", "bf16fix"], "Variants of part 2.")
+flags.DEFINE_list("extra_probes", [], "More variants probed at the "
+                  "trajectory's weights (e.g. bf16elu32).")
 flags.DEFINE_string("json", "", "Also write the figures to this JSON file.")
 
 VARIANTS = {"fp32": ("float32", False), "bf16": ("bfloat16", False),
-            "bf16fix": ("bfloat16", True)}
+            "bf16fix": ("bfloat16", True),
+            # + ELU outputs and reconstruction blocks 2-3 in float32
+            "bf16elu32": ("bfloat16", True)}
 
 
 def make_trainer(variant, patches, batch_size):
@@ -74,8 +78,19 @@ def make_trainer(variant, patches, batch_size):
                 tf.cast(tf.abs(fused) >= 1.0, tf.float32))
             return terms
 
-    trainer = Probe(patches, batch_size=batch_size, precision=precision,
-                    float32_output=f32_out)
+    from keras import ops
+
+    from stdfusion_tf import model as model_lib
+
+    elu, blocks = model_lib.ACTIVATIONS["elu"], model_lib.FLOAT32_OUTPUT_BLOCKS
+    if variant == "bf16elu32":
+        model_lib.ACTIVATIONS["elu"] = lambda x: ops.elu(ops.cast(x, "float32"))
+        model_lib.FLOAT32_OUTPUT_BLOCKS = 3
+    try:
+        trainer = Probe(patches, batch_size=batch_size, precision=precision,
+                        float32_output=f32_out)
+    finally:
+        model_lib.FLOAT32_OUTPUT_BLOCKS = blocks
 
     variables = list(trainer.model.tf1_variables().values())
 
@@ -85,7 +100,18 @@ def make_trainer(variant, patches, batch_size):
             terms = trainer.replica_loss(ir, vi, mask)
         return terms, tape.gradient(terms["total"], variables)
 
-    trainer.grads = grads
+    if variant == "bf16elu32":
+        def traced(*batch, _grads=grads):  # ELU patch active while tracing
+            model_lib.ACTIVATIONS["elu"] = lambda x: ops.elu(
+                ops.cast(x, "float32"))
+            try:
+                return _grads(*batch)
+            finally:
+                model_lib.ACTIVATIONS["elu"] = elu
+        trainer.grads = traced
+    else:
+        trainer.grads = grads
+    model_lib.ACTIVATIONS["elu"] = elu
     return trainer
 
 
@@ -170,8 +196,8 @@ def main(argv):
     report = {"batch_size": b, "steps": FLAGS.steps}
 
     keras.utils.set_random_seed(1)
-    probes = {v: make_trainer(v, patches, b) for v in ("fp32", "bf16",
-                                                       "bf16fix")}
+    probes = {v: make_trainer(v, patches, b)
+              for v in ["fp32", "bf16", "bf16fix"] + FLAGS.extra_probes}
     names = list(probes["fp32"].model.tf1_variables())
     init = get_weights(probes["fp32"])
 
@@ -241,8 +267,9 @@ def main(argv):
                 for t in probes.values():
                     set_weights(t, w)
                 local = trainer.batch_arrays(0, step)
-                res = probe({"fp32": probes["fp32"],
-                             variant: probes[variant]}, local, names)
+                res = probe({"fp32": probes["fp32"], variant: probes[variant]}
+                            | {v: probes[v] for v in FLAGS.extra_probes},
+                            local, names)
                 probes_at[step] = res
                 r = res[variant]
                 print(f"step {step:4d} loss {r['loss']:.4f} (fp32 at same "

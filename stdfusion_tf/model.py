@@ -29,6 +29,10 @@ from keras import ops
 # Leaky ReLU slope of the released code (tf.nn.leaky_relu's default).
 LEAKY_ALPHA = 0.2
 
+# float32_output: how many of the last reconstruction blocks compute in
+# float32 (1: the output block; bench/bf16_diagnosis.py tries more).
+FLOAT32_OUTPUT_BLOCKS = 1
+
 # TF1 `truncated_normal_initializer(stddev=1e-3)` for weights, zeros for
 # biases: the upstream training initialisation.
 WEIGHT_STDDEV = 1e-3
@@ -252,7 +256,8 @@ class ReconstructionNetwork(keras.layers.Layer):
                 act = "lrelu"
             # float32_output: the output block (16 -> 1 channel + tanh)
             # computes in float32 whatever the policy (see STDFusionNet).
-            dtype = ("float32" if float32_output and i == last
+            dtype = ("float32" if float32_output
+                     and i > last - FLOAT32_OUTPUT_BLOCKS
                      else self.dtype_policy)
             self.blocks.append(ResBlock(c, act, name=name, dtype=dtype))
 
