@@ -1,7 +1,7 @@
 """Training step: ours (float32 and bfloat16) against upstream's TF1 graph
 step, same run, and the projected time of the 30-epoch recipe.
 
-    python bench/train_step.py [--runs 5] [--batch_size 32] [--precisions float32,bfloat16]
+    python bench/train_step.py [--runs 5] [--batch_size 32] [--precisions float32,bfloat16] [--notf1]
 
 Both start from the same weights and run Adam steps on the same batches of
 128x128 training patches (the first of upstream's training pairs, from
@@ -27,6 +27,7 @@ from stdfusion_tf import cli  # noqa: E402,F401  (quiet TensorFlow)
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 5, "Timed steps of each (after 2 warm-ups).")
 flags.DEFINE_integer("batch_size", 32, "Patches per step.")
+flags.DEFINE_bool("tf1", True, "Also time upstream's TF1 graph step.")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "Our precisions to "
                   "time (bfloat16 is skipped where it is not native).")
 EPOCHS, STEPS_PER_EPOCH = 30, 216  # the released recipe: 6921 // 32
@@ -62,14 +63,15 @@ def main(argv):
     for trainer in ours.values():
         for k, v in trainer.model.tf1_variables().items():
             v.assign(init[k])
-    tf1 = ReferenceTraining(init)
+    tf1 = ReferenceTraining(init) if FLAGS.tf1 else None
     datasets = {p: iter(t.dataset(0)) for p, t in ours.items()}
-    times = {"tf1": []} | {p: [] for p in precisions}
+    times = ({"tf1": []} if tf1 else {}) | {p: [] for p in precisions}
     for i, batch in enumerate(batches):
-        start = time.perf_counter()
-        tf1.step(*batch)
-        if i >= 2:
-            times["tf1"].append(time.perf_counter() - start)
+        if tf1:
+            start = time.perf_counter()
+            tf1.step(*batch)
+            if i >= 2:
+                times["tf1"].append(time.perf_counter() - start)
         for p, trainer in ours.items():
             mine = next(datasets[p])
             start = time.perf_counter()
@@ -77,18 +79,18 @@ def main(argv):
             if i >= 2:
                 times[p].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
-    labels = {"tf1": "TF1 graph + AdamOptimizer"} | {
+    labels = ({"tf1": "TF1 graph + AdamOptimizer"} if tf1 else {}) | {
         p: f"ours {p}" for p in precisions}
     for k, label in labels.items():
         v = times[k]
         hours = med[k] * EPOCHS * STEPS_PER_EPOCH / 3600
         print(f"{label:<28} {med[k]:6.3f} s [{min(v):.3f}-{max(v):.3f}]  "
               f"{b / med[k]:6.1f} patches/s  30 epochs ~{hours:4.1f} h")
-    for p in precisions:
+    for p in precisions if tf1 else []:
         print(f"ratio TF1 / ours {p} = {med['tf1'] / med[p]:.2f}")
-    if "bfloat16" in med and "float32" in med:
-        print(f"ratio float32 / bfloat16 = "
-              f"{med['float32'] / med['bfloat16']:.2f}")
+    for p in precisions:
+        if p != "float32" and "float32" in med:
+            print(f"ratio float32 / {p} = {med['float32'] / med[p]:.2f}")
     print(f"(batch {b} of 128x128, {FLAGS.runs} steps each, interleaved)")
 
 

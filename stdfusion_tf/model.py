@@ -29,6 +29,10 @@ from keras import ops
 # Leaky ReLU slope of the released code (tf.nn.leaky_relu's default).
 LEAKY_ALPHA = 0.2
 
+# float32_output: how many of the last reconstruction blocks compute in
+# float32 (1: the output block; bench/bf16_diagnosis.py tries more).
+FLOAT32_OUTPUT_BLOCKS = 1
+
 # TF1 `truncated_normal_initializer(stddev=1e-3)` for weights, zeros for
 # biases: the upstream training initialisation.
 WEIGHT_STDDEV = 1e-3
@@ -240,15 +244,22 @@ class ExtractionNetwork(keras.layers.Layer):
 class ReconstructionNetwork(keras.layers.Layer):
     """Four residual blocks from the concatenated features to the fused image."""
 
-    def __init__(self, paper_activations=False, **kwargs):
+    def __init__(self, paper_activations=False, float32_output=False,
+                 **kwargs):
         super().__init__(**kwargs)
         self.paper_activations = paper_activations
+        self.float32_output = float32_output
         self.blocks = []
-        for name, c, act in RECONSTRUCTION_BLOCKS:
+        last = len(RECONSTRUCTION_BLOCKS) - 1
+        for i, (name, c, act) in enumerate(RECONSTRUCTION_BLOCKS):
             if paper_activations and act == "elu":
                 act = "lrelu"
-            self.blocks.append(ResBlock(c, act, name=name,
-                                        dtype=self.dtype_policy))
+            # float32_output: the output block (16 -> 1 channel + tanh)
+            # computes in float32 whatever the policy (see STDFusionNet).
+            dtype = ("float32" if float32_output
+                     and i > last - FLOAT32_OUTPUT_BLOCKS
+                     else self.dtype_policy)
+            self.blocks.append(ResBlock(c, act, name=name, dtype=dtype))
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -269,7 +280,8 @@ class ReconstructionNetwork(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(),
-                "paper_activations": self.paper_activations}
+                "paper_activations": self.paper_activations,
+                "float32_output": self.float32_output}
 
 
 @keras.saving.register_keras_serializable(package="stdfusion_tf")
@@ -280,19 +292,31 @@ class STDFusionNet(keras.Model):
     the output has the same shape, also in [-1, 1].  ``dtype`` is a Keras
     dtype policy for every layer (``"mixed_bfloat16"``: bf16 compute, float32
     variables; see ``fusion.Fuser``).
+
+    ``float32_output=True`` computes the output block (reconstruction
+    ``block4``: 16 -> 1 channel and tanh) in float32 under any policy, the
+    mixed-precision rule for a network's last layer.  bfloat16 training
+    needs it: bf16 rounds tanh(x) to exactly +-1 for |x| > ~3 (float32
+    only for |x| > ~9), where tanh's gradient ``1 - y^2`` is exactly 0; a
+    fully saturated output gets no gradient at all and stays constant
+    (``docs/bf16.md``).  Inference in bf16 does not need it (the default
+    keeps the whole network in bf16).
     """
 
-    def __init__(self, paper_activations=False, **kwargs):
+    def __init__(self, paper_activations=False, float32_output=False,
+                 **kwargs):
         kwargs.setdefault("name", "STDFusion_model")
         super().__init__(**kwargs)
         self.paper_activations = paper_activations
+        self.float32_output = float32_output
         dtype = self.dtype_policy
         self.vi_extraction_network = ExtractionNetwork(
             name="vi_extraction_network", dtype=dtype)
         self.ir_extraction_network = ExtractionNetwork(
             name="ir_extraction_network", dtype=dtype)
         self.reconstruction_network = ReconstructionNetwork(
-            paper_activations=paper_activations, name="reconstruction_network",
+            paper_activations=paper_activations,
+            float32_output=float32_output, name="reconstruction_network",
             dtype=dtype)
         # Build eagerly with a symbolic shape: the weights exist (and can be
         # loaded) before the first call.
@@ -339,7 +363,8 @@ class STDFusionNet(keras.Model):
 
     def get_config(self):
         return {**super().get_config(),
-                "paper_activations": self.paper_activations}
+                "paper_activations": self.paper_activations,
+                "float32_output": self.float32_output}
 
     @classmethod
     def from_config(cls, config):

@@ -100,8 +100,11 @@ class Trainer(Engine):
     def __init__(self, patches, batch_size=32, learning_rate=1e-3,
                  epsilon=TF1_ADAM_EPSILON, mask_norm="once",
                  paper_activations=False, shuffle=False, seed=0,
-                 strategy=None, precision="float32"):
+                 strategy=None, precision="float32", float32_output=None):
         from .model import STDFusionNet
+
+        if float32_output is None:  # bf16 training needs it (docs/bf16.md)
+            float32_output = precision == "bfloat16"
 
         self.ir, self.vi, self.mask = patches
         self.count_samples(len(self.ir), batch_size, what="patches")
@@ -110,7 +113,8 @@ class Trainer(Engine):
         self.seed = seed
         super().__init__(
             lambda dtype: STDFusionNet(paper_activations=paper_activations,
-                                       dtype=dtype),
+                                       dtype=dtype,
+                                       float32_output=float32_output),
             batch_size, learning_rate=learning_rate, epsilon=epsilon,
             strategy=strategy, precision=precision)
 

@@ -221,6 +221,10 @@ def test_bfloat16_training_close_to_float32(real_batches):
         assert v.dtype == "float32", k  # float32 master weights
         v.assign(init[k])
     assert b.model.reconstruction_network.compute_dtype == "bfloat16"
+    # the output block (16 -> 1 channel + tanh) computes in float32
+    assert [blk.compute_dtype for blk in
+            b.model.reconstruction_network.blocks] == ["bfloat16"] * 3 + [
+                "float32"]
     for ba, bb in zip(a.dataset(0), b.dataset(0)):
         la, lb = a.train_step(ba), b.train_step(bb)
         for k in training.LOSS_TERMS:
@@ -231,6 +235,36 @@ def test_bfloat16_training_close_to_float32(real_batches):
     print(f"bf16 vs fp32 after 3 steps: max abs weight diff {largest:.2e}, "
           f"update rel L2 {weight_rel_diff(fb, fa, init):.2e}")
     assert 0 < largest <= 1e-2
+
+
+def test_bfloat16_output_block_keeps_the_gradient_of_a_saturated_tanh():
+    """Why --precision bfloat16 computes the output block in float32: with
+    the output pushed to tanh(-4) = -0.99933, bf16 rounds it to exactly -1,
+    where tanh's gradient 1 - y^2 is exactly 0, so nothing pulls the output
+    back; in float32 the gradient is small but there (Adam rescales it)."""
+    import keras
+    import tensorflow as tf
+
+    from stdfusion_tf.model import STDFusionNet
+
+    x = np.zeros((1, 8, 8, 1), np.float32)
+    grads = {}
+    for name, kwargs in (("float32", {}),
+                         ("bf16", {"dtype": "mixed_bfloat16"}),
+                         ("bf16 + float32 output",
+                          {"dtype": "mixed_bfloat16", "float32_output": True})):
+        keras.utils.set_random_seed(0)
+        model = STDFusionNet(**kwargs)
+        bias = model.tf1_variables()["reconstruction_network/block4/conv3/b"]
+        bias.assign([-4.0])
+        with tf.GradientTape() as tape:
+            fused = tf.cast(model((x, x)), tf.float32)
+            loss = tf.reduce_mean(tf.abs(fused - 0.5))  # target above
+        grads[name] = float(tape.gradient(loss, bias)[0])
+    assert grads["bf16"] == 0.0, grads
+    for name in ("float32", "bf16 + float32 output"):
+        assert grads[name] < -1e-4, grads  # pulls the output up
+    assert abs(grads["bf16 + float32 output"] / grads["float32"] - 1) < 0.05
 
 
 def test_train_refuses_bfloat16_where_not_native(monkeypatch, tmp_path):

@@ -80,10 +80,10 @@ flags.DEFINE_integer("seed", None, "Random seed of the initial weights "
                      "(and of --shuffle).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                   "bfloat16: Keras mixed_bfloat16 (bf16 convolutions; "
-                  "float32 weights, Adam state and loss), ~1.9x faster per "
-                  "step where bf16 is native (refused elsewhere).  Caution: "
-                  "over an epoch it drifts away from float32 training "
-                  "(README, 'bfloat16 training').")
+                  "float32 weights, Adam state, loss and output block), "
+                  "~2x faster per step where bf16 is native (refused "
+                  "elsewhere).  Caution: over an epoch it still parts from "
+                  "float32 training (docs/bf16.md).")
 flags.DEFINE_string("mirror", None, "Local copy of the upstream files to "
                     "fetch the default training images from "
                     "(default: $STDFUSION_MIRROR).")
