@@ -1,0 +1,93 @@
+"""Patch matching on doubled-angle features: local shifts with a quality.
+
+A grid of square patches of the reference features is correlated, each with
+its own window of the moving features, by one batched FFT; the shift of the
+best normalised correlation (parabola-refined to a fraction of a pixel) and
+that correlation are returned per patch.  The global stage turns the shifts
+into point pairs for a robust affine / projective fit; the dense stage
+smooths them into a field.
+"""
+
+import numpy as np
+import scipy.fft as sfft
+
+
+def _windows(array, centres_y, centres_x, size):
+    """[N, size, size] windows of ``array`` whose top-left corners are
+    ``centre - size // 2`` (the caller keeps them inside)."""
+    half = size // 2
+    oy = np.asarray(centres_y, np.intp) - half
+    ox = np.asarray(centres_x, np.intp) - half
+    r = np.arange(size)
+    return array[(oy[:, None, None] + r[None, :, None]),
+                 (ox[:, None, None] + r[None, None, :])]
+
+
+def _parabola(left, centre, right):
+    den = left - 2.0 * centre + right
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off = np.where(den < 0, 0.5 * (left - right) / den, 0.0)
+    return np.clip(off, -0.5, 0.5)
+
+
+def match(ref, mov, patch, search, stride, min_energy=None):
+    """Shifts of ``mov`` against ``ref`` (complex feature maps of one size)
+    on a grid of patch centres.
+
+    Returns (ys, xs, dy, dx, quality, energy), float arrays over the patches:
+    ``ref`` around (y, x) looks like ``mov`` around (y + dy, x + dx);
+    ``quality`` is the normalised correlation at the peak (0 where the peak
+    lies on the edge of the search range or the patch is flat)."""
+    h, w = ref.shape
+    win = patch + 2 * search
+    half = win // 2
+    if h < win or w < win:
+        empty = np.zeros(0)
+        return (empty,) * 6
+    def grid(size):  # patch centres, the grid centred in the image
+        count = (size - win) // stride + 1
+        start = half + ((size - win) - (count - 1) * stride) // 2
+        return start + stride * np.arange(count)
+
+    ys, xs = grid(h), grid(w)
+    gy, gx = np.meshgrid(ys, xs, indexing="ij")
+    gy, gx = gy.ravel(), gx.ravel()
+    mw = _windows(mov, gy, gx, win).astype(np.complex64)  # [N, win, win]
+    rp = np.zeros_like(mw)
+    rp[:, :patch, :patch] = _windows(ref, gy, gx, win)[
+        :, search:search + patch, search:search + patch]
+    # circular correlation of size ``fft`` >= win: shifts 0..2 search are
+    # free of wrap-around since the reference patch is patch <= win - 2s
+    fft = sfft.next_fast_len(win)
+    fr = sfft.fft2(rp, s=(fft, fft), axes=(1, 2))
+    fm = sfft.fft2(mw, s=(fft, fft), axes=(1, 2))
+    corr = sfft.ifft2(np.conj(fr) * fm, axes=(1, 2)).real
+    n = 2 * search + 1
+    corr = corr[:, :n, :n]
+    # moving energy under the patch for every shift (box sums)
+    e = mw.real ** 2 + mw.imag ** 2
+    c = np.zeros((e.shape[0], win + 1, win + 1), np.float32)
+    c[:, 1:, 1:] = e.cumsum(1).cumsum(2)
+    box = (c[:, patch:patch + n, patch:patch + n] - c[:, :n, patch:patch + n]
+           - c[:, patch:patch + n, :n] + c[:, :n, :n])
+    er = np.sum(rp.real ** 2 + rp.imag ** 2, axis=(1, 2))
+    norm = corr / np.sqrt(er[:, None, None] * box + 1e-9)
+    flat = norm.reshape(len(norm), -1)
+    k = flat.argmax(1)
+    py, px = np.divmod(k, n)
+    best = flat[np.arange(len(k)), k]
+    inner = (py > 0) & (py < n - 1) & (px > 0) & (px < n - 1)
+    pyc, pxc = np.clip(py, 1, n - 2), np.clip(px, 1, n - 2)
+    i = np.arange(len(k))
+    oy = _parabola(norm[i, pyc - 1, pxc], norm[i, pyc, pxc],
+                   norm[i, pyc + 1, pxc])
+    ox = _parabola(norm[i, pyc, pxc - 1], norm[i, pyc, pxc],
+                   norm[i, pyc, pxc + 1])
+    dy = np.where(inner, py + oy, py) - search
+    dx = np.where(inner, px + ox, px) - search
+    energy = er / (patch * patch)
+    quality = np.where(inner, best, 0.0)
+    if min_energy is not None:
+        quality = np.where(energy >= min_energy, quality, 0.0)
+    return (gy.astype(np.float64), gx.astype(np.float64), dy, dx, quality,
+            energy)
