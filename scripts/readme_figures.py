@@ -14,7 +14,9 @@
     camera's high-resolution crop, different size and field of view, no
     pixel correspondence) -> the infrared image registered into the visible
     frame (``stdfusion_tf.registration.register_pair``, method "auto") ->
-    fused.  For contrast, the pair fused without registration (the infrared
+    fused (default pair FLIR_05857, at night: the pedestrians are dark in the
+    visible image and bright in the infrared one).  For contrast, the pair
+    fused without registration (the infrared
     image only resized to the visible frame, ``method="none"``).
 
 The visible crop is first resized to ``--width`` pixels (default 800) so the
@@ -37,6 +39,7 @@ from stdfusion_tf import images, load_model  # noqa: E402
 PANEL_HEIGHT = 240  # pixels of each panel of the first row
 GAP = 6
 LABEL_HEIGHT = 28
+FIGURE_WIDTH = 1200  # picture (b)
 
 
 def fuse(model, ir255, vi255):
@@ -145,7 +148,7 @@ def aligned_figure(model, shared, out):
     save_png(stack(rows), out)
 
 
-def misaligned_figure(model, shared, out, name, width):
+def misaligned_figure(model, shared, out, name, width, method="auto"):
     from PIL import Image
 
     from stdfusion_tf.registration import register_pair
@@ -166,19 +169,20 @@ def misaligned_figure(model, shared, out, name, width):
     plain = register_pair(unit["ir"].astype(np.float32),
                           unit["vi"].astype(np.float32), method="none")
     reg = register_pair(unit["ir"].astype(np.float32),
-                        unit["vi"].astype(np.float32), method="auto")
+                        unit["vi"].astype(np.float32), method=method)
     print(f"{name}: registration {reg.method}, confidence "
           f"{reg.confidence:.3f}, fallback {reg.fallback}, "
           f"{reg.seconds:.2f} s")
     unregistered = fused_color(fuse(model, plain.warped * 255.0, vi), vi_ycbcr)
     registered = fused_color(fuse(model, reg.warped * 255.0, vi), vi_ycbcr)
     warped = np.clip(np.rint(reg.warped * 255.0), 0, 255)
-    top = row([np.clip(np.rint(ir), 0, 255), vi_rgb],
+    top = row([np.clip(np.rint(ir), 0, 255), vi_rgb, warped],
               [f"infrared as captured ({ir.shape[1]}x{ir.shape[0]})",
-               f"visible ({name}, another camera)"])
-    bottom = row([unregistered, warped, registered],
-                 ["fused without registration", "infrared registered",
-                  "fused after registration"], top.shape[1])
+               f"visible ({name}, another camera)",
+               "infrared registered to it"], FIGURE_WIDTH)
+    bottom = row([unregistered, registered],
+                 ["fused without registration (ghosts)",
+                  "fused after registration"], FIGURE_WIDTH)
     save_png(stack([top, bottom]), out)
 
 
@@ -191,10 +195,12 @@ def main():
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "docs",
                                                           "images"))
     parser.add_argument("--only", choices=("aligned", "misaligned"))
-    parser.add_argument("--pair", default="FLIR_00006",
+    parser.add_argument("--pair", default="FLIR_05857",
                         help="RoadScene_raw name of picture (b)")
     parser.add_argument("--width", type=int, default=800,
                         help="visible width for picture (b)")
+    parser.add_argument("--method", default="auto",
+                        help="registration method for picture (b)")
     args = parser.parse_args()
     checkpoint = args.checkpoint or os.path.join(
         args.shared, "upstream", "checkpoints", "jiayi-ma")
@@ -206,7 +212,7 @@ def main():
         misaligned_figure(model, args.shared,
                           os.path.join(args.out_dir,
                                        "registration_example.png"),
-                          args.pair, args.width)
+                          args.pair, args.width, args.method)
 
 
 if __name__ == "__main__":
