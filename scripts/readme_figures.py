@@ -19,7 +19,7 @@
     fused without registration (the infrared
     image only resized to the visible frame, ``method="none"``).
 
-The visible crop is first resized to ``--width`` pixels (default 800) so the
+The visible crop is first resized to ``--width`` pixels (default 640) so the
 picture stays small; registration and fusion then run at that size.  The
 inputs are read from ``--shared`` (default ``../shared``); nothing of it is
 copied, the PNGs are downscaled composites.
@@ -197,7 +197,7 @@ def main():
     parser.add_argument("--only", choices=("aligned", "misaligned"))
     parser.add_argument("--pair", default="FLIR_05857",
                         help="RoadScene_raw name of picture (b)")
-    parser.add_argument("--width", type=int, default=800,
+    parser.add_argument("--width", type=int, default=640,
                         help="visible width for picture (b)")
     parser.add_argument("--method", default="auto",
                         help="registration method for picture (b)")
