@@ -46,6 +46,15 @@ def test_readme_is_short():
         f"README.md has {len(lines)} lines; move details into docs/")
 
 
+def test_readme_first_screen_fuses_your_own_images():
+    """The install and fuse commands, with registration for unaligned
+    pairs, come within the first screen (40 lines)."""
+    head = README.read_text(encoding="utf-8").splitlines()[:40]
+    assert any("pip install -r requirements.txt" in l for l in head)
+    assert any(l.startswith(".venv/bin/stdfusion-fuse") and "--register" in l
+               for l in head)
+
+
 def test_readme_links_every_docs_page():
     targets = {pathlib.PurePosixPath(t.split("#")[0]) for t in _links(README)}
     unlinked = [p.name for p in DOCS
