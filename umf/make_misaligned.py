@@ -2,6 +2,8 @@
 
     python -m umf.make_misaligned --ir_dir ir_256 --output_dir misaligned \
         --seed 0 [--translate 0.01] [--alpha 1]
+    python -m umf.make_misaligned --ir_dir ir --output_dir hard --seed 0 \
+        --level easy|normal|hard|extreme
 
 Upstream's deformation (``data/get_test_data.py``): a random translation
 (kornia ``RandomAffine(degrees=0, translate=(0.01, 0.01))``) then an elastic
@@ -16,6 +18,17 @@ channel 1 cols/dx, pixels, ``deformed(p) = original(p + d(p))``) and
 ``<output_dir>/misaligned.json`` (the settings and each translation).
 ``umf.evaluate_reg --true_flow_dir <output_dir>/flow`` scores a
 registration's flow against it.
+
+``--level`` makes one of the registration benchmark levels of
+``stdfusion_tf.umf.deform.LEVELS`` instead (rotation, scale, translation and
+an elastic field of upstream's shape; ``easy`` is upstream's deformation,
+``hard`` rotation +-7 deg, translation +-14 px at 640 px width, scale
+0.95-1.05, elastic 1.5 px mean; ``extreme`` +-15 deg, scale 0.7-1.4,
+translation 10 %), one bilinear resampling, and writes besides the image and
+``flow/`` (same convention) ``undo/<stem>.npy``: the flow ``f`` with
+``registered(p) = deformed(p + f(p))`` equal to the original, the ground
+truth of a registration (``--translate``, ``--alpha``, ``--kernel_size``,
+``--sigma``, ``--padding``, ``--resample`` do not apply to it).
 """
 
 from absl import flags
@@ -42,6 +55,8 @@ flags.DEFINE_enum("resample", "twice", ["twice", "once"], "twice: as "
                   "upstream (translation, then elastic); once: one bilinear "
                   "resampling at p + d(p), exactly consistent with the "
                   "written displacement.")
+flags.DEFINE_enum("level", None, ["easy", "normal", "hard", "extreme"],
+                  "A named registration benchmark level (see above).")
 flags.mark_flags_as_required(["ir_dir", "output_dir", "seed"])
 
 
@@ -50,6 +65,13 @@ def main(argv):
 
     if len(argv) > 1:
         raise flags.UnrecognizedFlagError(argv[1])
+    if FLAGS.level:
+        written = deform.make_level_folder(FLAGS.ir_dir, FLAGS.output_dir,
+                                           FLAGS.seed, FLAGS.level)
+        print(f"Wrote {len(written)} deformed images (level {FLAGS.level}), "
+              f"their displacements (flow/), ground-truth registration "
+              f"flows (undo/) and misaligned.json to {FLAGS.output_dir}")
+        return
     written = deform.make_folder(
         FLAGS.ir_dir, FLAGS.output_dir, FLAGS.seed, translate=FLAGS.translate,
         alpha=FLAGS.alpha, kernel_size=FLAGS.kernel_size, sigma=FLAGS.sigma,

@@ -14,9 +14,11 @@ range; [0, 1] expected).  The result:
   own pixel grid;
 * ``matrix``: float64 3x3, visible pixel (x, y, 1) -> infrared pixel (the
   global stage; the plain resize when it fell back);
-* ``confidence``: the doubled-angle gradient similarity of the result
-  (in [-1, 1], higher is better); ``fallback``: True when the result was
-  not clearly better than the plain resize and the resize is returned;
+* ``confidence``: the fraction (0-1) of the visible image's structured
+  patches whose gradient-orientation match agrees with the result to 1.5
+  px (at the working size); ``fallback``: True when the result was not
+  clearly better than the plain resize (or too few patches agree) and the
+  resize is returned;
 * ``method``: what was used ("global", "global+dense", "dense", "none");
   ``seconds``: wall time.
 
@@ -40,10 +42,11 @@ __all__ = ["Registration", "register_pair", "apply_flow", "METHODS"]
 
 METHODS = ("auto", "global", "dense", "none")
 MIN_SIDE = 16
-# the result must beat the plain resize by this much similarity ...
-MIN_GAIN = 0.01
-# ... and reach this much (unrelated images score ~0.0-0.1)
-MIN_SCORE = 0.12
+# the result must agree with this many structured patches, this fraction
+# of those inside the infrared image, and with more patches than the plain
+# resize does (by 2 or 10 %)
+MIN_AGREE = 8
+MIN_CONSENSUS = 0.15
 # the dense field must add this much similarity to be used
 DENSE_GAIN = 0.003
 
@@ -57,7 +60,8 @@ class Registration:
     fallback: bool
     method: str
     seconds: float
-    baseline_score: float = float("nan")
+    score: float = 0.0           # similarity of the result (-1..1)
+    baseline_score: float = 0.0  # similarity of the plain resize
 
 
 def _prepare(image, name):
@@ -83,7 +87,7 @@ def _prepare(image, name):
 
 
 def _result(ir, vi_shape, m, residual_full, score, fallback, method, t0,
-            base_score):
+            base_score, confidence=0.0):
     if residual_full is None:
         flow = geometry.matrix_flow(m, vi_shape)
     else:
@@ -91,8 +95,9 @@ def _result(ir, vi_shape, m, residual_full, score, fallback, method, t0,
     warped = apply_flow(ir, flow)
     np.clip(warped, 0.0, 1.0, out=warped)
     return Registration(warped, flow, np.asarray(m, np.float64),
-                        float(score), bool(fallback), method,
-                        time.perf_counter() - t0, float(base_score))
+                        float(confidence), bool(fallback), method,
+                        time.perf_counter() - t0, float(score),
+                        float(base_score))
 
 
 def register_pair(ir, vi, method="auto"):
@@ -107,37 +112,50 @@ def register_pair(ir, vi, method="auto"):
     vi = _prepare(vi, "visible")
     base = geometry.resize_matrix(ir.shape, vi.shape)
     if method == "none":
-        return _result(ir, vi.shape, base, None, float("nan"), False,
-                       "none", t0, float("nan"))
+        return _result(ir, vi.shape, base, None, 0.0, False, "none", t0,
+                       0.0)
     if method == "dense" and ir.shape != vi.shape:
         raise InputError(None, "method 'dense' needs images of one size "
                          f"(infrared {ir.shape[1]}x{ir.shape[0]}, visible "
                          f"{vi.shape[1]}x{vi.shape[0]}); use 'auto'")
     pyr = search.Pyramid(ir)
     vw, to_vi = search.reduced(vi, search.WORK)
-    fv = features.orientation(vw, 1.0)
+    fv = features.orientation(vw, search.SIGMA)
     base_w = base @ to_vi
     base_score = search.frame_score(pyr, fv, base_w, vw.shape)[0]
 
     if method == "dense":
         m_w, m, score = base_w, base, base_score
     else:
-        starts = [m for _, m in search.coarse_candidates(pyr, vi)]
-        starts.append(base)
-        best = (-2.0, None)
-        for m0 in starts:
-            m_w = search.refine(pyr, vw, fv, m0 @ to_vi)
-            s = search.frame_score(pyr, fv, m_w, vw.shape)[0]
-            if s > best[0]:
-                best = (s, m_w)
-        score, m_w = best
+        starts = search.starts(ir.shape, vi.shape)
+        coarse = [m for _, m in search.coarse_candidates(pyr, vi)]
+        score, m_w, _, _ = search.refine(
+            pyr, vw, fv, [m0 @ to_vi for m0 in starts + coarse],
+            unshifted=len(search.START_ANGLES),
+            shifted=len(starts) - len(search.START_ANGLES))
         m = m_w @ np.linalg.inv(to_vi)
-        if score < base_score + MIN_GAIN or score < MIN_SCORE:
+        # a last round at up to DENSE_WORK px, where a pixel is finer
+        vd, to_vd = search.reduced(vi, _dense.DENSE_WORK)
+        if vd.shape != vw.shape:
+            fvd = features.orientation(vd, search.SIGMA)
+            md = search.refine_round(pyr, vd, fvd, m @ to_vd, len(
+                search.ROUNDS), setting=search.FINE_ROUND)
+            if md is not None:
+                s_old = search.frame_score(pyr, fvd, m @ to_vd, vd.shape)[0]
+                s_new = search.frame_score(pyr, fvd, md, vd.shape)[0]
+                if s_new > s_old:
+                    m = md @ np.linalg.inv(to_vd)
+                    m_w = m @ to_vi
+                    score = search.frame_score(pyr, fv, m_w, vw.shape)[0]
+        agree, count = search.consensus(pyr, vw, fv, m_w)
+        base_agree, base_count = search.consensus(pyr, vw, fv, base_w)
+        if (count < MIN_AGREE or agree < MIN_CONSENSUS
+                or count < base_count + max(2, 0.1 * base_count)):
             return _result(ir, vi.shape, base, None, base_score, True,
-                           "none", t0, base_score)
+                           "none", t0, base_score, base_agree)
         if method == "global":
             return _result(ir, vi.shape, m, None, score, False, "global",
-                           t0, base_score)
+                           t0, base_score, agree)
 
     # dense residual, at up to DENSE_WORK px
     vd, to_vd = search.reduced(vi, _dense.DENSE_WORK)
@@ -155,11 +173,13 @@ def register_pair(ir, vi, method="auto"):
             residual_full = _upsample_field(field, to_vd, vi.shape)
             used = "global+dense" if method != "dense" else "dense"
             score = score + (after - before)
-    if method == "dense" and residual_full is None:
-        return _result(ir, vi.shape, base, None, base_score, True, "none",
-                       t0, base_score)
+    if method == "dense":
+        agree = search.consensus(pyr, vw, fv, base_w)[0]
+        if residual_full is None:
+            return _result(ir, vi.shape, base, None, base_score, True,
+                           "none", t0, base_score, agree)
     return _result(ir, vi.shape, m, residual_full, score, False, used, t0,
-                   base_score)
+                   base_score, agree)
 
 
 def _upsample_field(field, to_small, shape):
@@ -171,8 +191,8 @@ def _upsample_field(field, to_small, shape):
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     # full pixel -> reduced pixel, then sample the field there
-    rx = (xx - to_small[0, 2]) / sx
-    ry = (yy - to_small[1, 2]) / sy
+    rx = ((xx - to_small[0, 2]) / sx).astype(np.float32)
+    ry = ((yy - to_small[1, 2]) / sy).astype(np.float32)
     fy = cv2.remap(field[0], rx, ry, cv2.INTER_LINEAR,
                    borderMode=cv2.BORDER_REPLICATE) * sy
     fx = cv2.remap(field[1], rx, ry, cv2.INTER_LINEAR,

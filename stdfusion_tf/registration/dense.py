@@ -17,7 +17,7 @@ from . import features, geometry, matching
 
 DENSE_WORK = 640
 # (patch, search, stride) as fractions of the working long side
-ROUNDS = ((0.10, 0.016, 0.025), (0.06, 0.008, 0.0125))
+ROUNDS = ((0.10, 0.016, 0.05), (0.06, 0.008, 0.03))
 MIN_QUALITY = 0.3
 
 

@@ -19,6 +19,8 @@ little.
 import cv2
 import numpy as np
 
+EPS_FACTOR = 1.0
+
 
 def orientation(image, sigma=1.0):
     """Complex64 [H, W] doubled-angle feature of a float image."""
@@ -30,11 +32,23 @@ def orientation(image, sigma=1.0):
     gy = cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3,
                    borderType=cv2.BORDER_REFLECT)
     g2 = gx * gx + gy * gy
-    eps2 = float(g2.mean()) + 1e-12
+    eps2 = EPS_FACTOR * float(g2.mean()) + 1e-12
     out = np.empty(x.shape, np.complex64)
     inv = 1.0 / (g2 + eps2)
     out.real = (gx * gx - gy * gy) * inv
     out.imag = 2.0 * gx * gy * inv
+    return out
+
+
+def highpass(f, sigma):
+    """``f`` minus its Gaussian local mean: removes the dominant orientation
+    of a region (a street scene is full of horizontal lines), which would
+    otherwise correlate with any position of any image of the same kind."""
+    if sigma <= 0:
+        return f
+    out = np.empty_like(f)
+    out.real = f.real - cv2.GaussianBlur(f.real, (0, 0), sigma)
+    out.imag = f.imag - cv2.GaussianBlur(f.imag, (0, 0), sigma)
     return out
 
 

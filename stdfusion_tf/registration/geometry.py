@@ -70,12 +70,34 @@ def warp_matrix(image, m, out_shape, border=cv2.BORDER_REPLICATE):
                                borderMode=border)
 
 
+def _grid_positions(m, h, w, dy=None, dx=None):
+    """(x, y) float32 of ``m (p + residual)`` over an h x w grid.  Affine
+    matrices are applied as outer sums of the row and column terms (no
+    full-size index arrays); projective ones through :func:`apply_matrix`."""
+    m = np.asarray(m, np.float64)
+    cols = np.arange(w, dtype=np.float32)[None, :]
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    if dy is None and np.allclose(m[2], [0.0, 0.0, 1.0]):
+        x = np.float32(m[0, 0]) * cols + (np.float32(m[0, 1]) * rows
+                                          + np.float32(m[0, 2]))
+        y = np.float32(m[1, 0]) * cols + (np.float32(m[1, 1]) * rows
+                                          + np.float32(m[1, 2]))
+        return x, y
+    xx = np.broadcast_to(cols, (h, w)).astype(np.float64)
+    yy = np.broadcast_to(rows, (h, w)).astype(np.float64)
+    if dy is not None:
+        xx = xx + dx
+        yy = yy + dy
+    x, y = apply_matrix(m, xx, yy)
+    return x.astype(np.float32), y.astype(np.float32)
+
+
 def matrix_flow(m, out_shape):
     """The flow [2, H, W] of a matrix: ``p + flow(p) = m p``."""
     h, w = out_shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    x, y = apply_matrix(m, xx, yy)
-    return np.stack([y - yy, x - xx]).astype(np.float32)
+    x, y = _grid_positions(m, h, w)
+    return np.stack([y - np.arange(h, dtype=np.float32)[:, None],
+                     x - np.arange(w, dtype=np.float32)[None, :]])
 
 
 def apply_flow(image, flow, border="replicate"):
@@ -110,6 +132,6 @@ def compose_flow_matrix(m, residual):
     """The flow of ``p -> m (p + residual(p))``: a dense residual measured
     in the frame warped by ``m``, composed with ``m``."""
     _, h, w = residual.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    x, y = apply_matrix(m, xx + residual[1], yy + residual[0])
-    return np.stack([y - yy, x - xx]).astype(np.float32)
+    x, y = _grid_positions(m, h, w, residual[0], residual[1])
+    return np.stack([y - np.arange(h, dtype=np.float32)[:, None],
+                     x - np.arange(w, dtype=np.float32)[None, :]])

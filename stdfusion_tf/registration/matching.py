@@ -71,7 +71,7 @@ def match(ref, mov, patch, search, stride, min_energy=None):
     box = (c[:, patch:patch + n, patch:patch + n] - c[:, :n, patch:patch + n]
            - c[:, patch:patch + n, :n] + c[:, :n, :n])
     er = np.sum(rp.real ** 2 + rp.imag ** 2, axis=(1, 2))
-    norm = corr / np.sqrt(er[:, None, None] * box + 1e-9)
+    norm = corr / np.sqrt(er[:, None, None] * np.maximum(box, 0) + 1e-9)
     flat = norm.reshape(len(norm), -1)
     k = flat.argmax(1)
     py, px = np.divmod(k, n)

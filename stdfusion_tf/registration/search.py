@@ -26,7 +26,9 @@ COARSE = 96
 WORK = 320
 ANGLES = np.arange(-15.0, 15.0 + 1e-9, 7.5)
 SCALE_RANGE = (1.0 / 3.0, 3.0)
-SCALE_STEP = 2.0 ** (1.0 / 6.0)
+SCALE_STEP = 2.0 ** (1.0 / 4.0)
+HIGHPASS = 4.0  # coarse pixels
+SIGMA = 1.0  # feature blur at the working size
 
 
 class Pyramid:
@@ -51,12 +53,23 @@ class Pyramid:
         return geometry.warp_matrix(lv, to_level @ m, out_shape, border)
 
     def inside(self, m, out_shape, margin=2.0):
-        """Mask of output pixels whose source lies inside the image."""
+        """Mask (float32 0/1) of output pixels whose source lies inside the
+        image, ``margin`` full-resolution pixels from its edge."""
         h, w = out_shape
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-        x, y = geometry.apply_matrix(m, xx, yy)
-        return ((x >= -0.5 + margin) & (x <= self.shape[1] - 0.5 - margin)
-                & (y >= -0.5 + margin) & (y <= self.shape[0] - 0.5 - margin))
+        hi, wi = self.shape
+        inner = (geometry.translation(-margin, -margin) @ m)
+        size = (max(1, int(np.ceil(hi - 2 * margin))),
+                max(1, int(np.ceil(wi - 2 * margin))))
+        ones = np.ones(size, np.float32)
+        # nearest: a pixel is in or out (no ramp at the edge)
+        flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        if np.allclose(inner[2], [0.0, 0.0, 1.0]):
+            return cv2.warpAffine(ones, inner[:2], (w, h), flags=flags,
+                                  borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=0)
+        return cv2.warpPerspective(ones, inner, (w, h), flags=flags,
+                                   borderMode=cv2.BORDER_CONSTANT,
+                                   borderValue=0)
 
 
 def reduced(image, long_side):
@@ -76,11 +89,12 @@ def _fft_size(n):
     return cv2.getOptimalDFTSize(int(n))
 
 
-def coarse_candidates(ir_pyr, vi, scales=None, angles=ANGLES, keep=4):
+def coarse_candidates(ir_pyr, vi, scales=None, angles=ANGLES, keep=4,
+                      return_params=False):
     """[(score, matrix visible px -> infrared px)] best first."""
     vc, to_vi = reduced(vi, COARSE)
     hc, wc = vc.shape
-    fv = features.orientation(vc, 1.0)
+    fv = features.highpass(features.orientation(vc, 1.0), HIGHPASS)
     ev = np.abs(fv) ** 2
     ev_total = float(ev.sum())
     hi, wi = ir_pyr.shape
@@ -117,19 +131,19 @@ def coarse_candidates(ir_pyr, vi, scales=None, angles=ANGLES, keep=4):
                  @ geometry.translation(-off[0], -off[1]))
             warped = ir_pyr.warp(m, (ch, cw))
             mask = ir_pyr.inside(m, (ch, cw), margin=1.0 * sc)
-            fi = features.orientation(warped, 1.0) * mask
+            fi = features.highpass(features.orientation(warped, 1.0) * mask,
+                                   HIGHPASS) * mask
             corr = sfft.ifft2(f_fv * sfft.fft2(fi)).real
-            ov = sfft.irfft2(f_ev * sfft.rfft2(mask.astype(np.float32)),
-                             s=(ch, cw))
-            ei = fi.real ** 2 + fi.imag ** 2
-            c = np.zeros((ch + 1, cw + 1))
-            c[1:, 1:] = ei.cumsum(0).cumsum(1)
+            ov = sfft.irfft2(f_ev * sfft.rfft2(mask), s=(ch, cw))
+            c = cv2.integral(fi.real ** 2 + fi.imag ** 2, sdepth=cv2.CV_64F)
             nu, nv = ch - hc + 1, cw - wc + 1
             box = (c[hc:hc + nu, wc:wc + nv] - c[:nu, wc:wc + nv]
                    - c[hc:hc + nu, :nv] + c[:nu, :nv])
             tau = 0.5 * ev_total
+            # normalised by the visible energy of the whole frame (not just
+            # of the overlap): a small overlap cannot score high by chance
             sc_map = corr[:nu, :nv] / np.sqrt(
-                (np.maximum(ov[:nu, :nv], 0) + tau) * (box + tau))
+                (np.maximum(ov[:nu, :nv], 0) + ev_total) * (box + tau))
             j = int(sc_map.argmax())
             uy, ux = divmod(j, nv)
             best = float(sc_map[uy, ux])
@@ -147,63 +161,188 @@ def coarse_candidates(ir_pyr, vi, scales=None, angles=ANGLES, keep=4):
         out.append((best, s, angle, mq))
         if len(out) == keep:
             break
+    if return_params:
+        return out
     return [(b, m) for b, _, _, m in out]
 
 
-def frame_score(ir_pyr, fv, m_work, shape, sigma=1.0):
+# starts: the plain resize turned a little, and rescaled over x1/3 .. x3
+START_ANGLES = (-7.0, 0.0, 7.0)
+START_SCALES = tuple(2.0 ** (k / 4.0) for k in range(-6, 7) if k != 0)
+
+
+def starts(ir_shape, vi_shape):
+    """Starting matrices (visible pixel -> infrared pixel) about the plain
+    resize: turned by ``START_ANGLES`` at its own scale, rescaled by
+    ``START_SCALES`` (about the frame centres).  Each is placed by a
+    translation search (:func:`shift_search`) before refinement."""
+    base = geometry.resize_matrix(ir_shape, vi_shape)
+    cv = ((vi_shape[1] - 1) / 2.0, (vi_shape[0] - 1) / 2.0)
+    out = [base @ geometry.similarity(1.0, a, cv, cv) for a in START_ANGLES]
+    out += [base @ geometry.similarity(s, 0.0, cv, cv)
+            for s in START_SCALES]
+    return out
+
+
+def frame_score(ir_pyr, fv, m_work, shape, sigma=None):
     """Similarity of the visible features ``fv`` (working frame) and the
     infrared warped by ``m_work`` (working pixel -> infrared pixel), over the
     pixels that see the infrared image, and that overlap's fraction."""
     warped = ir_pyr.warp(m_work, shape)
-    mask = ir_pyr.inside(m_work, shape)
-    fi = features.orientation(warped, sigma)
+    mask = ir_pyr.inside(m_work, shape) > 0
+    fi = features.orientation(warped, SIGMA if sigma is None else sigma)
     frac = float(mask.mean())
     if frac < 0.05:
         return -1.0, frac
-    return features.score(fv, fi, mask), frac
+    # the visible energy of the whole frame, so that covering a small part
+    # of it well does not beat covering all of it
+    num = float(np.sum((fv.real * fi.real + fv.imag * fi.imag)[mask]))
+    ei = float(np.sum((fi.real ** 2 + fi.imag ** 2)[mask]))
+    ev = float(np.sum(fv.real ** 2 + fv.imag ** 2))
+    return num / np.sqrt(ev * ei + 1e-12), frac
 
 
 ROUNDS = ((0.16, 0.05, 6.0), (0.10, 0.025, 3.0), (0.10, 0.0125, 2.0))
+FINE_ROUND = (0.08, 0.006, 1.5)  # at up to 640 px
 
 
-def refine(ir_pyr, vw, fv, m_work, projective=True):
-    """Rounds of patch matching + RANSAC fits from ``m_work`` (working
-    visible pixel -> infrared pixel).  Returns the refined matrix."""
+def refine_round(ir_pyr, vw, fv, m, r, projective=True, setting=None):
+    """One round of patch matching + RANSAC fit from ``m`` (working
+    visible pixel -> infrared pixel); returns the new matrix or None.
+    ``setting``: (patch, search, RANSAC threshold) instead of
+    ``ROUNDS[r]`` (fractions of the long side; threshold in pixels)."""
     hw, ww = vw.shape
     side = max(hw, ww)
-    m = m_work.copy()
-    for r, (psize, srch, thresh) in enumerate(ROUNDS):
-        patch = max(12, int(round(psize * side)) // 2 * 2)
-        search = max(3, int(round(srch * side)))
-        stride = max(4, patch // 2)
-        warped = ir_pyr.warp(m, (hw, ww))
-        fi = features.orientation(warped, 1.0)
-        fi *= ir_pyr.inside(m, (hw, ww))
-        ys, xs, dy, dx, q, _ = matching.match(fv, fi, patch, search, stride)
-        good = q > 0.3
-        if good.sum() < 6:
-            break
-        src = np.stack([xs[good], ys[good]], 1)
-        dst_x, dst_y = geometry.apply_matrix(m, xs[good] + dx[good],
-                                             ys[good] + dy[good])
-        dst = np.stack([dst_x, dst_y], 1)
-        # RANSAC threshold in infrared pixels at the working scale
-        scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
-        a, inl = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC,
-                                      ransacReprojThreshold=thresh * scale,
-                                      maxIters=500, confidence=0.995)
-        if a is None or inl is None or inl.sum() < 6:
-            break
-        cand = [np.vstack([a, [0.0, 0.0, 1.0]])]
-        if projective and r == len(ROUNDS) - 1 and inl.sum() >= 12:
-            hmat, inh = cv2.findHomography(src, dst, cv2.RANSAC,
-                                           thresh * scale)
-            if hmat is not None and abs(hmat[2, 2]) > 1e-9:
-                cand.append(hmat / hmat[2, 2])
-        if len(cand) > 1:
-            s_a = frame_score(ir_pyr, fv, cand[0], (hw, ww))[0]
-            s_h = frame_score(ir_pyr, fv, cand[1], (hw, ww))[0]
-            m = cand[1] if s_h > s_a + 0.002 else cand[0]
+    psize, srch, thresh = setting or ROUNDS[r]
+    patch = max(12, int(round(psize * side)) // 2 * 2)
+    search = max(3, int(round(srch * side)))
+    stride = max(4, patch // 2)
+    warped = ir_pyr.warp(m, (hw, ww))
+    fi = features.orientation(warped, SIGMA)
+    fi *= ir_pyr.inside(m, (hw, ww))
+    ys, xs, dy, dx, q, _ = matching.match(fv, fi, patch, search, stride)
+    good = q > 0.3
+    if good.sum() < 6:
+        return None
+    src = np.stack([xs[good], ys[good]], 1)
+    dst_x, dst_y = geometry.apply_matrix(m, xs[good] + dx[good],
+                                         ys[good] + dy[good])
+    dst = np.stack([dst_x, dst_y], 1)
+    # RANSAC threshold in infrared pixels at the working scale
+    scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
+    a, inl = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC,
+                                  ransacReprojThreshold=thresh * scale,
+                                  maxIters=500, confidence=0.995)
+    if a is None or inl is None or inl.sum() < 6:
+        return None
+    m_a = np.vstack([a, [0.0, 0.0, 1.0]])
+    if projective and r >= len(ROUNDS) - 1 and inl.sum() >= 12:
+        hmat, _ = cv2.findHomography(src, dst, cv2.RANSAC, thresh * scale)
+        if hmat is not None and abs(hmat[2, 2]) > 1e-9:
+            hmat = hmat / hmat[2, 2]
+            s_a = frame_score(ir_pyr, fv, m_a, (hw, ww))[0]
+            s_h = frame_score(ir_pyr, fv, hmat, (hw, ww))[0]
+            if s_h > s_a + 0.002:
+                return hmat
+    return m_a
+
+
+def shift_search(ir_pyr, fv, m, pad=0.3):
+    """The translation that best aligns the infrared warped by ``m``
+    (working visible pixel -> infrared pixel) with the visible features
+    ``fv``, by one FFT correlation over a canvas ``pad`` of the frame larger
+    on every side (high-passed features, normalised by the energies under
+    the overlap).  Returns ``m`` moved by that shift."""
+    hw, ww = fv.shape
+    py, px = int(pad * hw), int(pad * ww)
+    ch, cw = _fft_size(hw + 2 * py), _fft_size(ww + 2 * px)
+    mc = m @ geometry.translation(-px, -py)
+    warped = ir_pyr.warp(mc, (ch, cw))
+    mask = ir_pyr.inside(mc, (ch, cw))
+    hp = 4.0 * max(hw, ww) / COARSE
+    fi = features.highpass(features.orientation(warped, SIGMA) * mask,
+                           hp) * mask
+    fvh = features.highpass(fv, hp)
+    fv_pad = np.zeros((ch, cw), np.complex64)
+    fv_pad[:hw, :ww] = fvh
+    corr = sfft.ifft2(np.conj(sfft.fft2(fv_pad)) * sfft.fft2(fi)).real
+    ev = np.zeros((ch, cw), np.float32)
+    ev[:hw, :ww] = fvh.real ** 2 + fvh.imag ** 2
+    ev_total = float(ev.sum())
+    ov = sfft.irfft2(np.conj(sfft.rfft2(ev)) * sfft.rfft2(mask), s=(ch, cw))
+    c = cv2.integral(fi.real ** 2 + fi.imag ** 2, sdepth=cv2.CV_64F)
+    nu, nv = ch - hw + 1, cw - ww + 1
+    box = (c[hw:hw + nu, ww:ww + nv] - c[:nu, ww:ww + nv]
+           - c[hw:hw + nu, :nv] + c[:nu, :nv])
+    tau = 0.25 * ev_total
+    score = corr[:nu, :nv] / np.sqrt(
+        (np.maximum(ov[:nu, :nv], 0) + tau) * (box + tau))
+    uy, ux = divmod(int(score.argmax()), nv)
+    return mc @ geometry.translation(ux, uy)
+
+
+def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None):
+    """Refine several starts (working visible pixel -> infrared pixel):
+    one round for each, then the ``keep`` best go through the remaining
+    rounds.  Candidates are ranked by the number of patches that agree with
+    them (:func:`consensus`), then by the full-frame similarity: a count
+    does not favour a small overlap the way a normalised score can, nor
+    penalise a right one that covers part of the frame.  Returns
+    (score, matrix, agreeing fraction, agreeing count) of the best."""
+    if shifted is None:
+        shifted = len(starts) - unshifted
+    scored = []
+    for i, m0 in enumerate(starts):
+        # the first ``unshifted`` starts are also tried where they are, the
+        # next ``shifted`` ones after a translation search, the rest (the
+        # coarse search's candidates, already placed) as they are
+        if i < unshifted:
+            tries = (m0, shift_search(ir_pyr, fv, m0))
+        elif i < unshifted + shifted:
+            tries = (shift_search(ir_pyr, fv, m0),)
         else:
-            m = cand[0]
-    return m
+            tries = (m0,)
+        for m in tries:
+            m1 = refine_round(ir_pyr, vw, fv, m, 0)
+            cand = m if m1 is None else m1
+            frac, count = consensus(ir_pyr, vw, fv, cand)
+            score = frame_score(ir_pyr, fv, cand, vw.shape)[0]
+            scored.append((count, score, frac, cand))
+    scored.sort(key=lambda t: (-t[0], -t[1]))
+    best = scored[0]
+    for _, _, _, m in scored[:keep]:
+        for r in range(1, len(ROUNDS)):
+            m_new = refine_round(ir_pyr, vw, fv, m, r)
+            if m_new is None:
+                break
+            m = m_new
+        frac, count = consensus(ir_pyr, vw, fv, m)
+        score = frame_score(ir_pyr, fv, m, vw.shape)[0]
+        if (count, score) > best[:2]:
+            best = (count, score, frac, m)
+    count, score, frac, m = best
+    return score, m, frac, count
+
+
+def consensus(ir_pyr, vw, fv, m):
+    """(fraction, number) of the structured patches (inside the infrared
+    image) that agree with ``m``: their correlation peak is clear (> 0.3)
+    and within 1.5 working pixels of zero shift.  A right registration of a real pair agrees in many
+    patches; a wrong one that happens to score well in a few does not."""
+    hw, ww = vw.shape
+    side = max(hw, ww)
+    patch = max(12, int(round(0.10 * side)) // 2 * 2)
+    search = max(3, int(round(0.02 * side)))
+    warped = ir_pyr.warp(m, (hw, ww))
+    mask = ir_pyr.inside(m, (hw, ww))
+    fi = features.orientation(warped, SIGMA) * mask
+    ys, xs, dy, dx, q, energy = matching.match(fv, fi, patch, search,
+                                               patch // 2)
+    if len(q) == 0:
+        return 0.0, 0
+    iy = np.clip(ys.astype(int), 0, hw - 1)
+    ix = np.clip(xs.astype(int), 0, ww - 1)
+    structured = (energy > 0.5 * np.median(energy)) & (mask[iy, ix] > 0)
+    agree = structured & (q > 0.3) & (np.hypot(dy, dx) < 1.5)
+    return float(agree.sum() / max(1, structured.sum())), int(agree.sum())
+

@@ -307,3 +307,184 @@ def make_folder(ir_dir, output_dir, seed, translate=TRANSLATE, alpha=ALPHA,
         with open(tmp, "w") as f:
             json.dump(record, f, indent=1)
     return stems
+
+
+# -------------------------------------------------------------- levels --
+#
+# Named benchmark levels for registration (``make_misaligned --level``): an
+# affine part (rotation about the image centre, isotropic scale, translation)
+# and an elastic part.  The elastic field has upstream's shape whatever the
+# image size: upstream's noise blur (sigma 16 px, 101-tap window) is drawn on
+# a 256 x 256 grid -- the size of upstream's benchmark -- and resized to the
+# image, so its smoothness is the same fraction of the frame at any size.
+# ``easy`` is upstream's deformation (translation 1 %, the elastic field in
+# upstream's normalised units, alpha 1); the others rescale the elastic field
+# to a given mean displacement in pixels.  Translations are given at 640 px
+# width and scale with the image width (``easy``/``extreme``: a fraction of
+# the width / height).
+#
+# The image is ``deformed(q) = original(A(q + e(q)))`` (one bilinear
+# resampling, zeros outside), so ``d(q) = A(q + e(q)) - q`` in the
+# ``deformed(p) = original(p + d(p))`` convention above, and the flow that
+# registers it back, ``registered(p) = deformed(p + f(p)) = original(p)``, is
+# ``p + f(p) = E^-1(A^-1(p))``: the affine inverse is exact and the elastic
+# inverse a fixed-point iteration on a field of small gradient.
+
+LEVELS = {
+    # rotation deg (+-), scale range, translation (px at 640 width or
+    # fraction), elastic: "upstream" or mean px
+    "easy": dict(rotation=0.0, scale=(1.0, 1.0), translate_frac=0.01,
+                 elastic="upstream"),
+    "normal": dict(rotation=3.0, scale=(0.98, 1.02), translate_px=7.0,
+                   elastic=1.0),
+    "hard": dict(rotation=7.0, scale=(0.95, 1.05), translate_px=14.0,
+                 elastic=1.5),
+    "extreme": dict(rotation=15.0, scale=(0.7, 1.4), translate_frac=0.10,
+                    elastic=1.5),
+}
+ELASTIC_GRID = 256
+
+
+def level_parameters(rng, shape, level):
+    """The random draws of one image at ``level``: (angle degrees, scale,
+    (t_y, t_x) pixels, elastic [2, H, W] pixels rows/cols)."""
+    spec = LEVELS[level]
+    h, w = shape
+    angle = rng.uniform(-spec["rotation"], spec["rotation"])
+    lo, hi = spec["scale"]
+    scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    if "translate_px" in spec:
+        t = spec["translate_px"] * w / 640.0
+        t_y, t_x = rng.uniform(-t, t), rng.uniform(-t, t)
+    else:
+        f = spec["translate_frac"]
+        t_y, t_x = rng.uniform(-f, f) * h, rng.uniform(-f, f) * w
+    g = ELASTIC_GRID
+    noise = rng.random((2, g, g), dtype=np.float32) * 2 - 1
+    small = elastic_field(noise)           # normalised units, [x, y]
+    # resize the 256 x 256 field to the image (bilinear, pixel areas)
+    zy, zx = h / g, w / g
+    rows = (np.arange(h) + 0.5) / zy - 0.5
+    cols = (np.arange(w) + 0.5) / zx - 0.5
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    ex = ndimage.map_coordinates(small[0], [rr, cc], order=1, mode="nearest")
+    ey = ndimage.map_coordinates(small[1], [rr, cc], order=1, mode="nearest")
+    # normalised -> pixels (upstream: a unit is half the size)
+    e = np.stack([ey * h / 2.0, ex * w / 2.0])
+    if spec["elastic"] != "upstream":
+        e *= spec["elastic"] / np.mean(np.hypot(e[0], e[1]))
+    return angle, scale, (t_y, t_x), e
+
+
+def _affine(shape, angle, scale, translation):
+    """2x3 (row, col) affine A: ``A(x) = c + s R (x - c) + t`` about the
+    image centre ``c`` (rows down, columns right)."""
+    h, w = shape
+    a = np.deg2rad(angle)
+    r = scale * np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+    c = np.array([(h - 1) / 2.0, (w - 1) / 2.0])
+    return r, c + np.asarray(translation, np.float64) - r @ c
+
+
+def level_fields(shape, angle, scale, translation, elastic, iterations=50):
+    """(d, f) float64 [2, H, W]: ``deformed(p) = original(p + d(p))`` and
+    ``registered(p) = deformed(p + f(p))`` recovers the original."""
+    h, w = shape
+    r, t = _affine(shape, angle, scale, translation)
+    ii, jj = np.mgrid[0:h, 0:w].astype(np.float64)
+    qy, qx = ii + elastic[0], jj + elastic[1]
+    d = np.stack([r[0, 0] * qy + r[0, 1] * qx + t[0] - ii,
+                  r[1, 0] * qy + r[1, 1] * qx + t[1] - jj])
+    # A^-1(p)
+    ri = np.linalg.inv(r)
+    yy, xx = ii - t[0], jj - t[1]
+    ay = ri[0, 0] * yy + ri[0, 1] * xx
+    ax = ri[1, 0] * yy + ri[1, 1] * xx
+    # E^-1(y): x + e(x) = y, x = y - e(x)
+    x_y, x_x = ay - elastic[0], ax - elastic[1]
+    for _ in range(iterations):
+        ny = ay - ndimage.map_coordinates(elastic[0], [x_y, x_x], order=1,
+                                          mode="nearest")
+        nx = ax - ndimage.map_coordinates(elastic[1], [x_y, x_x], order=1,
+                                          mode="nearest")
+        step = max(np.abs(ny - x_y).max(), np.abs(nx - x_x).max())
+        x_y, x_x = ny, nx
+        if step < 1e-6:
+            break
+    f = np.stack([x_y - ii, x_x - jj])
+    return d, f
+
+
+def make_level(u8, rng, level):
+    """One image at a named level: (uint8 deformed [H, W], d float32
+    [2, H, W], f float32 [2, H, W], parameters dict)."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {tuple(LEVELS)}, got "
+                         f"{level!r}")
+    u8 = np.asarray(u8, np.uint8)
+    if u8.ndim != 2:
+        raise ValueError(f"a 2-D gray image is expected, got {u8.shape}")
+    angle, scale, translation, elastic = level_parameters(rng, u8.shape,
+                                                          level)
+    d, f = level_fields(u8.shape, angle, scale, translation, elastic)
+    h, w = u8.shape
+    ii, jj = np.mgrid[0:h, 0:w].astype(np.float64)
+    image = (u8 / 255.0).astype(np.float32)
+    deformed = sample(image, ii + d[0], jj + d[1], "zeros")
+    params = {"rotation_deg": float(angle), "scale": float(scale),
+              "translation": {"rows": float(translation[0]),
+                              "cols": float(translation[1])},
+              "elastic_mean_px": float(np.mean(np.hypot(elastic[0],
+                                                        elastic[1])))}
+    return (to_uint8(deformed), d.astype(np.float32), f.astype(np.float32),
+            params)
+
+
+def valid_mask(f):
+    """Pixels ``p`` whose registered position ``p + f(p)`` lies inside the
+    deformed image (where a registration can be scored)."""
+    _, h, w = f.shape
+    ii, jj = np.mgrid[0:h, 0:w]
+    y, x = ii + f[0], jj + f[1]
+    return (y >= 0) & (y <= h - 1) & (x >= 0) & (x <= w - 1)
+
+
+def make_level_folder(ir_dir, output_dir, seed, level):
+    """Deform every image of ``ir_dir`` at ``level`` into ``output_dir``:
+    ``<stem>.png``, ``flow/<stem>.npy`` (d, as :func:`make_folder`),
+    ``undo/<stem>.npy`` (f, the registration ground truth) and
+    ``misaligned.json``.  Returns the stems."""
+    if level not in LEVELS:
+        raise InputError(None, f"--level must be one of {', '.join(LEVELS)}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(None, f"--seed must be an integer >= 0, got {seed}")
+    table = images.by_stem(ir_dir)
+    if os.path.realpath(str(output_dir)) == os.path.realpath(str(ir_dir)):
+        raise InputError(output_dir, "the output folder is the input folder "
+                         "(its images would be overwritten)")
+    stems = list(table)
+    for stem in stems:
+        images.read_gray_cv2(os.path.join(str(ir_dir), table[stem]))
+    record = {"seed": int(seed), "level": level, "settings": LEVELS[level],
+              "flow": "float32 [2, H, W]: rows/dy, cols/dx, pixels; "
+                      "deformed(p) = original(p + d(p))",
+              "undo": "float32 [2, H, W]: registered(p) = deformed(p + "
+                      "f(p)) recovers the original",
+              "images": {}}
+    for stem in stems:
+        u8 = images.read_gray_cv2(os.path.join(str(ir_dir), table[stem]))
+        deformed, d, f, params = make_level(u8, generator(seed, stem), level)
+        images.save_image(deformed, os.path.join(str(output_dir),
+                                                 stem + ".png"))
+        for sub, arr in (("flow", d), ("undo", f)):
+            with atomic_output(os.path.join(str(output_dir), sub,
+                                            stem + ".npy"),
+                               suffix=".npy") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, arr)
+        record["images"][stem] = dict(source=table[stem], **params)
+    with atomic_output(os.path.join(str(output_dir), "misaligned.json"),
+                       suffix=".json") as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(record, fh, indent=1)
+    return stems

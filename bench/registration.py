@@ -1,0 +1,95 @@
+"""Registration benchmark: EPE of the weight-free registration.
+
+    python bench/registration.py --dataset roadscene --level hard \
+        [--every 1] [--seed 0] [--jsonl rows.jsonl]
+    python bench/registration.py --dataset raw
+
+``--dataset roadscene|tno42``: each aligned infrared image of
+``../shared/datasets/<set>/ir`` is deformed at ``--level``
+(``stdfusion_tf.umf.deform.LEVELS``; ``none`` = the aligned pair as it is),
+seeded per image from ``(--seed, stem)``, and registered onto its visible
+image; error = EPE (px) against the flow that undoes the deformation.
+``--dataset raw``: the 60 real pairs of ``../shared/datasets/RoadScene_raw``
+(raw 640x512 infrared against the high-resolution visible crop); error =
+the mean distance, in infrared pixels, between the predicted and the true
+infrared position on a grid of visible pixels (ground truth:
+``stdfusion_tf.registration.benchmark``, cached under runs/).
+
+Each pair is registered once with the default method (``auto``); three
+rows are scored from that call: ``none`` (the plain resize: no
+registration), ``global`` (the call's global matrix alone) and ``auto``
+(global + dense as returned, fallback included).  Prints a Markdown table:
+pairs, mean / median / 90th percentile of the per-pair error, failures
+(> 10 px), the worst pair, fallbacks, and seconds per pair (wall time of
+``register_pair``; ``global`` shows the whole ``auto`` call's time; one
+process, the machine may be shared: compare rows of one run), and the
+largest excess of ``auto`` over no registration.  ``--jsonl`` keeps every
+pair's rows.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from stdfusion_tf.registration import benchmark as B  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=("roadscene", "tno42", "raw"),
+                   required=True)
+    p.add_argument("--level", default="hard",
+                   choices=("none", "easy", "normal", "hard", "extreme"))
+    p.add_argument("--every", type=int, default=1,
+                   help="use every N-th pair (a quick subset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jsonl", default=None)
+    args = p.parse_args()
+    todo = B.pairs(args.dataset)[::args.every]
+    methods = ["none", "global", "auto"]
+    rows = {m: [] for m in methods}
+    out = open(args.jsonl, "a") if args.jsonl else None
+    for i, (stem, ir_path, vi_path) in enumerate(todo):
+        line = []
+        res = B.run_pair(args.dataset, stem, ir_path, vi_path, args.level,
+                         args.seed)
+        for m in methods:
+            r = res[m]
+            rows[m].append(r)
+            line.append(f"{m} {r['error']:.2f}")
+            if out:
+                out.write(json.dumps(dict(r, dataset=args.dataset,
+                                          level=args.level, requested=m))
+                          + "\n")
+                out.flush()
+        print(f"[{i + 1}/{len(todo)}] {stem}: " + ", ".join(line),
+              flush=True)
+    what = (f"{args.dataset}, level {args.level}" if args.dataset != "raw"
+            else "RoadScene_raw (real pairs)")
+    print(f"\n{what}, {len(todo)} pairs, seed {args.seed}\n")
+    print("| method | pairs | mean | median | p90 | failures > 10 px | "
+          "worst | fallbacks | s / pair |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for m in methods:
+        s = B.summary(rows[m])
+        fb = s["fallbacks"] if m == "auto" else "-"
+        print(f"| {m} | {s['n']} | {s['mean']:.2f} | {s['median']:.2f} | "
+              f"{s['p90']:.2f} | {s['failures']} | {s['max']:.2f} | "
+              f"{fb} | {s['seconds']:.2f} |")
+    if "none" in methods and len(methods) > 1:
+        base = [r["error"] for r in rows["none"]]
+        for m in methods:
+            if m == "none":
+                continue
+            worse = [r["error"] - b for r, b in zip(rows[m], base)]
+            print(f"\n{m}: largest excess over no registration "
+                  f"{max(worse):+.2f} px ({sum(w > 0.5 for w in worse)} "
+                  "pairs > +0.5 px)")
+
+
+if __name__ == "__main__":
+    main()

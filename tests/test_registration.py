@@ -1,0 +1,198 @@
+"""Weight-free registration: stdfusion_tf.registration, deform levels."""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SHARED
+from stdfusion_tf.errors import InputError
+from stdfusion_tf.registration import apply_flow, geometry, register_pair
+from stdfusion_tf.umf import deform as D
+
+ROAD = SHARED / "datasets" / "RoadScene"
+RAW = SHARED / "datasets" / "RoadScene_raw"
+
+
+def _read(path):
+    return cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).astype(
+        np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def road_pair():
+    if not ROAD.is_dir():
+        pytest.skip("../shared/datasets/RoadScene is not beside the project")
+    # a pair whose published alignment is good (its own best shift < 0.5 px)
+    return _read(ROAD / "ir" / "FLIR_04968.jpg"), _read(
+        ROAD / "vi" / "FLIR_04968.jpg")
+
+
+def _scene(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    x = cv2.GaussianBlur(rng.normal(size=shape).astype(np.float32), (0, 0),
+                         3)
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def test_flow_convention_round_trip():
+    """registered(p) = image(p + flow(p)): a constant flow (dy, dx) reads the
+    image dy rows down and dx columns right; a matrix's flow warps as the
+    matrix does (OpenCV's inverse-map convention)."""
+    img = _scene((40, 50))
+    flow = np.zeros((2, 30, 35), np.float32)
+    flow[0], flow[1] = 3, 5
+    out = apply_flow(img, flow)
+    assert out.shape == (30, 35)
+    np.testing.assert_allclose(out, img[3:33, 5:40], atol=1e-6)
+    m = geometry.similarity(1.1, 4.0, (17, 14.5), (24.5, 19.5), (0.7, -1.2))
+    a = apply_flow(img, geometry.matrix_flow(m, (30, 35)))
+    b = geometry.warp_matrix(img, m, (30, 35))
+    assert np.abs(a - b).max() < 2e-3  # cv2's fixed-point interpolation
+    color = np.stack([img, 1 - img, img * 0.5], -1)
+    c = apply_flow(color, flow)
+    assert c.shape == (30, 35, 3)
+    np.testing.assert_allclose(c[..., 1], 1 - out, atol=1e-6)
+
+
+def test_none_is_the_plain_resize():
+    ir, vi = _scene((37, 53), 1), _scene((61, 29), 2)
+    r = register_pair(ir, vi, "none")
+    assert r.method == "none" and not r.fallback
+    assert r.warped.shape == (61, 29) and r.flow.shape == (2, 61, 29)
+    resized = cv2.resize(ir, (29, 61), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(r.warped - resized).max() < 2e-3
+    np.testing.assert_allclose(r.matrix, geometry.resize_matrix((37, 53),
+                                                                (61, 29)))
+
+
+def test_known_similarity_on_a_real_pair(road_pair):
+    """Infrared turned 5 deg, scaled 1.04, moved (12, -7) px: recovered to
+    a mean end-point error below 2 px (the pair's own alignment is good
+    to ~0.5 px; its content differs between the two cameras)."""
+    ir, vi = road_pair
+    h, w = ir.shape
+    c = ((w - 1) / 2, (h - 1) / 2)
+    t = geometry.similarity(1.04, 5.0, c, c, (12.0, -7.0))
+    moved = geometry.warp_matrix(ir, t, (h, w))    # moved(p) = ir(t p)
+    truth = geometry.matrix_flow(np.linalg.inv(t), (h, w))
+    r = register_pair(moved, vi, "global")
+    assert r.method == "global" and not r.fallback
+    err = np.hypot(*(r.flow - truth))[20:-20, 20:-20].mean()
+    assert err < 2.0, err
+    none = np.hypot(*(register_pair(moved, vi, "none").flow - truth)).mean()
+    assert none > 10
+
+
+def test_auto_on_different_sizes_and_aspect(road_pair):
+    """The infrared image at 0.7x the size with a wider field of view than
+    the visible crop: auto finds it (global error < 2.5 px in infrared
+    pixels) and says so."""
+    ir, vi = road_pair
+    h, w = vi.shape
+    # visible: the central 80 % of the frame, at 1.3x resolution
+    y0, x0, ch, cw = int(0.1 * h), int(0.1 * w), int(0.8 * h), int(0.8 * w)
+    vis = cv2.resize(vi[y0:y0 + ch, x0:x0 + cw], (int(cw * 1.3),
+                                                  int(ch * 1.3)),
+                     interpolation=cv2.INTER_AREA)
+    small = cv2.resize(ir, (int(w * 0.7), int(h * 0.7)),
+                       interpolation=cv2.INTER_AREA)
+    # truth: vis pixel -> crop pixel -> full pixel -> small pixel
+    to_crop = geometry.resize_matrix((ch, cw), vis.shape)
+    truth = (np.linalg.inv(geometry.resize_matrix((h, w), small.shape))
+             @ geometry.translation(x0, y0) @ to_crop)
+    true_flow = geometry.matrix_flow(truth, vis.shape)
+    r = register_pair(small, vis, "auto")
+    assert not r.fallback and r.method.startswith("global")
+    assert r.warped.shape == vis.shape
+    assert np.hypot(*(r.flow - true_flow)).mean() < 2.5
+    assert 0 <= r.confidence <= 1 and r.seconds > 0
+
+
+def test_unrelated_images_fall_back(road_pair):
+    ir, _ = road_pair
+    other = _read(ROAD / "vi" / "FLIR_00006.jpg")
+    r = register_pair(ir, cv2.resize(other, (ir.shape[1], ir.shape[0])),
+                      "auto")
+    assert r.fallback and r.method == "none"
+    np.testing.assert_allclose(r.matrix, np.eye(3), atol=1e-12)
+    assert np.abs(r.flow).max() == 0
+
+
+def test_bad_input_is_one_line():
+    good = _scene((40, 40))
+    for ir, vi, words in (
+            (np.full((40, 40), 0.5, np.float32), good, "featureless"),
+            (good, np.zeros((40, 40), np.float32), "featureless"),
+            (good, _scene((10, 40)), "too small"),
+            (np.zeros((4, 4, 3)), good, "2-D"),
+    ):
+        with pytest.raises(InputError, match=words) as info:
+            register_pair(ir, vi)
+        assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="one size"):
+        register_pair(_scene((40, 40)), _scene((41, 40)), "dense")
+    with pytest.raises(InputError, match="unknown"):
+        register_pair(good, good, "sift")
+
+
+@pytest.mark.parametrize("shapes", [((16, 16), (16, 16)),
+                                    ((17, 23), (31, 19)),
+                                    ((97, 131), (53, 211))])
+def test_any_sizes(shapes):
+    ir, vi = _scene(shapes[0], 3), _scene(shapes[1], 4)
+    for method in ("auto", "global"):
+        r = register_pair(ir, vi, method)
+        assert r.warped.shape == shapes[1]
+        assert r.flow.shape == (2,) + shapes[1] and r.flow.dtype == np.float32
+        assert r.warped.dtype == np.float32
+        assert 0 <= r.warped.min() and r.warped.max() <= 1
+
+
+@pytest.mark.parametrize("level", sorted(D.LEVELS))
+def test_level_ground_truth_matches_the_warp(level):
+    """deformed(p + f(p)) = original(p) and p + f(p) + d(p + f(p)) = p."""
+    u8 = (_scene((90, 120), 5) * 255).astype(np.uint8)
+    deformed, d, f, params = D.make_level(u8, D.generator(0, "x"), level)
+    assert deformed.shape == u8.shape and d.shape == f.shape == (2, 90, 120)
+    h, w = u8.shape
+    ii, jj = np.mgrid[0:h, 0:w]
+    mask = D.valid_mask(f)
+    inner = mask & (ii > 3) & (ii < h - 4) & (jj > 3) & (jj < w - 4)
+    back = D.sample(deformed / 255.0, ii + f[0], jj + f[1])
+    assert np.abs(back - u8 / 255.0)[inner].mean() < 0.01
+    dy = D.sample(d[0], ii + f[0], jj + f[1], "border")
+    dx = D.sample(d[1], ii + f[0], jj + f[1], "border")
+    assert np.hypot(f[0] + dy, f[1] + dx)[inner].max() < 1e-3
+    again = D.make_level(u8, D.generator(0, "x"), level)
+    np.testing.assert_array_equal(again[0], deformed)
+
+
+def test_level_sizes_scale_with_the_image():
+    spec = D.LEVELS["hard"]
+    for w in (320, 640):
+        rng = D.generator(1, "y")
+        angle, scale, (ty, tx), e = D.level_parameters(rng, (w // 2, w),
+                                                       "hard")
+        assert abs(angle) <= spec["rotation"]
+        assert abs(tx) <= 14 * w / 640 and abs(ty) <= 14 * w / 640
+        assert abs(np.hypot(e[0], e[1]).mean() - 1.5) < 1e-6
+
+
+@pytest.mark.slow
+def test_raw_pair_grid_error():
+    """A real RoadScene_raw pair (640x512 infrared, high-resolution visible
+    crop): grid error below 5 infrared px against the ECC ground truth."""
+    if not RAW.is_dir():
+        pytest.skip("../shared/datasets/RoadScene_raw is not here")
+    from stdfusion_tf.registration import benchmark as B
+    stem = "FLIR_00603"
+    ir = _read(RAW / "infrared" / f"{stem}.png")
+    vi = _read(RAW / "crop_HR_visible" / f"{stem}.jpg")
+    truth = B.raw_truth(stem)
+    assert truth["ncc"] > 0.95
+    t0 = time.perf_counter()
+    r = register_pair(ir, vi)
+    assert time.perf_counter() - t0 < 30
+    assert B.grid_error(r.flow, truth["matrix"], ir.shape)[0] < 5
