@@ -1,6 +1,9 @@
 """Global stage: a similarity search, then a robust affine / projective fit.
 
-1. Coarse search (visible image reduced to ``COARSE`` px on its long side):
+1. Starts (:func:`starts`): the plain resize turned by +-7 degrees and
+   rescaled over x0.35 .. x2.8, each placed by an FFT translation search at
+   ``WORK`` px (:func:`shift_search`).  Coarse search (visible image reduced
+   to ``COARSE`` px on its long side) adds its best candidates:
    for every scale (infrared pixels per visible pixel, a geometric grid
    around the plain resize, x1/3 .. x3) and rotation (+-15 degrees) the
    infrared image is warped into a canvas larger than the visible frame
@@ -8,12 +11,13 @@
    infrared only part of the visible), its doubled-angle features computed
    there, and the translation found by FFT cross-correlation with the
    visible features, normalised by the energy of both under the overlap.
-2. The best few starts (and the plain resize) are refined at ``WORK`` px:
+2. Every start gets one refinement round at ``WORK`` px, the best two
+   (by the number of agreeing patches, :func:`consensus`) all of them:
    patch shifts between the visible features and the warped infrared
    features give point pairs; a RANSAC affine fit (projective in the last
    round when it scores better) updates the matrix; the search window
-   shrinks each round.  The candidate with the best full-frame similarity
-   wins.
+   shrinks each round.  The candidate with the most agreeing patches
+   (then the best full-frame similarity) wins.
 """
 
 import cv2
