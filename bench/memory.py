@@ -81,7 +81,7 @@ fused = fuser(ir, vi)
 del ir, vi
 try:  # whole-image min-max, as test.py
     out = images.to_uint8(fused, inplace=True)
-except TypeError:  # the code before issue 12 (for before/after figures)
+except TypeError:  # older to_uint8 without inplace (before/after figures)
     out = images.to_uint8(fused)
 seconds = time.perf_counter() - start
 if save != "-":

@@ -1,5 +1,5 @@
-"""Where the STDFusionNet training step's time goes (issue #14: "profile one
-step"): the parts timed as separate tf.functions, same run, same batch.
+"""Where the STDFusionNet training step's time goes (one step profiled):
+the parts timed as separate tf.functions, same run, same batch.
 
     python bench/train_step_parts.py [--runs 5] [--batch_size 32] [--precision float32]
 

@@ -1,5 +1,5 @@
-"""Figures and the verdict of the 30-epoch STDFusionNet retrain (issue #14),
-used by scripts/retrain_report.sh.
+"""Figures and the verdict of the 30-epoch STDFusionNet retrain
+(docs/retraining.md), used by scripts/retrain_report.sh.
 
     python scripts/retrain_figures.py curves --log RUN/log/log.txt --out curves.png
     python scripts/retrain_figures.py side_by_side --left released_dir \
@@ -11,7 +11,7 @@ curves: the loss terms of upstream's log.txt (50-step window means; the
 epoch's last, shorter window included) against the global step.
 side_by_side: a few fused images, released | retrained, one row each.
 verdict: per metric, the retrained mean against the released mean ± its
-per-image sample std (the issue's expectation: within one std), one line
+per-image sample std (the expectation: within one std), one line
 each and a last line with how many hold.
 """
 
