@@ -59,7 +59,7 @@ DEFAULT_PRESET = "stdfusionnet_jiayima_29"
 # its folder, and the file's sha256): weights trained with this project,
 # read from the package (nothing to download) and cached as a preset on
 # first use.  retrained_30ep: train.py's 30 epochs from scratch with the
-# released recipe (float32, --seed 1); README, "Retraining from scratch".
+# released recipe (float32, --seed 1); docs/retraining.md.
 PROJECT_BUILTIN = {
     "stdfusionnet_retrained_30ep": (
         "pretrained/retrained_30ep.weights.h5",
