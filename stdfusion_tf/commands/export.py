@@ -28,7 +28,7 @@ import os
 import numpy as np
 from absl import flags
 
-from stdfusion_tf import cli, presets
+from stdfusion_tf import presets
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite", "onnx"],
@@ -254,8 +254,11 @@ def _centre_crop(x, size, paths):
 
 
 def run():
-    """Console script ``stdfusion-export``."""
-    cli.run(main)
+    """Console script ``stdfusion-export``: ``--help`` shows this module's
+    docstring and flags however it was started."""
+    from stdfusion_tf import commands
+
+    commands.run(__name__)
 
 
 if __name__ == "__main__":
