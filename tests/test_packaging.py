@@ -20,7 +20,8 @@ from conftest import ROOT
 
 SCRIPTS = ("stdfusion-fuse", "stdfusion-train", "stdfusion-evaluate",
            "stdfusion-convert", "stdfusion-umf", "stdfusion-masks",
-           "stdfusion-assets")
+           "stdfusion-assets", "stdfusion-register", "stdfusion-export",
+           "stdfusion-web")
 UMF_SUBCOMMANDS = ("test_reg", "test_fuse", "test_reg_fusion", "evaluate_reg",
                    "make_misaligned", "make_svs_maps", "train_reg",
                    "train_fuse", "train_cpstn")
@@ -94,17 +95,18 @@ def test_installed_package_imports_outside_the_tree(venv):
     assert where.startswith(site) and str(ROOT) not in where
     assert int(groups) >= 4  # assets.json shipped as package data
     assert generic == "None None"  # no top-level convert/ or umf/
-    # runtime dependencies and the two extras, as declared
+    # runtime dependencies and the optional extras, as declared
     proc = run(venv, env_dir / "bin" / "python", "-c",
                "from importlib import metadata as m; d = m.metadata("
                "'stdfusion-tf'); print(sorted(d.get_all('Provides-Extra')));"
                " print(*m.requires('stdfusion-tf'), sep='|')")
     assert proc.returncode == 0, proc.stderr
     extras, requires = proc.stdout.splitlines()
-    assert extras == "['jax', 'test', 'web']"
+    assert extras == "['jax', 'litert', 'onnx', 'test', 'web']"
     requires = requires.split("|")
     for name in ("tensorflow", "keras", "numpy", "scipy", "pillow", "h5py",
-                 "absl-py", "tensorboard", "matplotlib", "imageio"):
+                 "absl-py", "tensorboard", "matplotlib", "imageio",
+                 "opencv-python-headless"):
         assert any(r.startswith(name + ">=") and "extra" not in r
                    for r in requires), name
     assert not any(r.startswith(("pytest", "jax")) and "extra" not in r

@@ -2,7 +2,7 @@ r"""Seeded misaligned benchmark: deform aligned infrared images as UMF-CMGR.
 
     stdfusion-umf make_misaligned --ir_dir ir_256 --output_dir misaligned \
         --seed 0 [--translate 0.01] [--alpha 1]
-    python -m umf.make_misaligned --ir_dir ir --output_dir hard --seed 0 \
+    stdfusion-umf make_misaligned --ir_dir ir --output_dir hard --seed 0 \
         --level easy|normal|hard|extreme
 
 Upstream's deformation (``data/get_test_data.py``): a random translation

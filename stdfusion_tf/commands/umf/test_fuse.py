@@ -5,7 +5,7 @@ r"""Fuse (registered) infrared/visible pairs with DIFN, as upstream's
         --output_dir fused [--color]
     stdfusion-umf test_fuse --ir_dir reg --vi_dir vi --fuser stdfusionnet \
         --output_dir fused_std
-    python -m umf.test_fuse --ir_dir ir_raw --vi_dir vi --registration auto \
+    stdfusion-umf test_fuse --ir_dir ir_raw --vi_dir vi --registration auto \
         --checkpoint fus_0200.pth --output_dir fused   # register first
 
 Writes ``<output_dir>/<name>.png`` (``--save_format jpg`` as upstream).

@@ -4,7 +4,7 @@ r"""Register, then fuse, in one run, as upstream's ``Test/test_reg_fusion.py``.
         --target_dir pseudo_ir --checkpoint_reg umfcmgr_retrain_reg_0800 \
         --checkpoint_fuse umfcmgr_retrain_fus_0200 --output_dir out
 
-    python -m umf.test_reg_fusion --ir_dir ir_raw --vi_dir vi \
+    stdfusion-umf test_reg_fusion --ir_dir ir_raw --vi_dir vi \
         --registration auto --checkpoint_fuse fus_0200.pth --output_dir out
 
 ``--registration auto`` (or global, dense) replaces MRRN and its target by
