@@ -17,15 +17,14 @@ missing are left out.  --markdown prints the table as Markdown.
 """
 
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
 from stdfusion_tf import cli  # noqa: E402,F401  (quiet TensorFlow)
+from bench.timing import timed  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 7, "Timed runs per path and size.")
@@ -38,18 +37,6 @@ flags.DEFINE_string("models_dir", None, "Time the models stdfusion-export "
                     ".tflite, stdfusion_int8.tflite, stdfusion.onnx, "
                     "stdfusion_int8.onnx; those present) instead of "
                     "converting them in the run.")
-
-
-def timed(fns, runs):
-    for fn in fns:
-        fn(), fn()
-    times = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, t in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def main(argv):
@@ -119,7 +106,7 @@ def main(argv):
     for case, (a, b) in cases:
         reference = paths[0][1](a, b)
         fns = [(lambda f=f: f(a, b)) for _, f in paths]
-        seconds = timed(fns, FLAGS.runs)
+        seconds = [m for m, _, _ in timed(fns, FLAGS.runs)]
         for (label, f), s in zip(paths, seconds):
             rows.setdefault(label, []).append(
                 (s, seconds[0] / s, export.psnr(reference, f(a, b))))

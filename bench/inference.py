@@ -13,15 +13,14 @@ number of traced concrete functions (1 expected across all sizes).
 """
 
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
 from stdfusion_tf import cli  # noqa: E402,F401  (quiet TensorFlow)
+from bench.timing import timed  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 7, "Timed runs per case (after 2 warm-ups).")
@@ -32,21 +31,6 @@ flags.DEFINE_bool("bf16", True, "Also time --precision=bfloat16 where the "
                   "hardware supports it.")
 
 FLOP_PER_PIXEL = 5.65e5  # 2 x 282,513 multiply-adds per output pixel
-
-
-def timed(fns, runs):
-    """Median, min, max seconds of each function; the functions are run
-    interleaved (a, b, c, a, b, c, ...) so that clock or load drift hits
-    all of them alike."""
-    for fn in fns:
-        fn(), fn()
-    times = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, t in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [(statistics.median(t), min(t), max(t)) for t in times]
 
 
 def cases(test_dir):

@@ -96,7 +96,7 @@ def test_mi_and_epe():
 
 
 def test_roadscene_acceptance(roadscene, tmp_path):
-    """Issue 10, acceptance 3 (metric side): the stored deformed (ir_warp) and
+    """Upstream's registration table (metric side): the stored deformed (ir_warp) and
     registered (ir_reg) RoadScene images against ir_256, all 221 pairs, equal
     upstream's float32 figures (README of ../shared/umf-cmgr)."""
     out = tmp_path / "report"
