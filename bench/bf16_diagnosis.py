@@ -51,9 +51,10 @@ flags.DEFINE_list("extra_probes", [], "More variants probed at the "
 flags.DEFINE_string("json", "", "Also write the figures to this JSON file.")
 
 VARIANTS = {"fp32": ("float32", False), "bf16": ("bfloat16", False),
-            "bf16fix": ("bfloat16", True),
-            # + ELU outputs and reconstruction blocks 2-3 in float32
-            "bf16elu32": ("bfloat16", True)}
+            "bf16fix": ("bfloat16", "output"),
+            # + block1's ELU and reconstruction blocks 2-3 in float32 (what
+            # --precision bfloat16 trains with)
+            "bf16elu32": ("bfloat16", "elu")}
 
 
 def make_trainer(variant, patches, batch_size):
@@ -78,20 +79,8 @@ def make_trainer(variant, patches, batch_size):
                 tf.cast(tf.abs(fused) >= 1.0, tf.float32))
             return terms
 
-    from keras import ops
-
-    from stdfusion_tf import model as model_lib
-
-    elu, blocks = model_lib.ACTIVATIONS["elu"], model_lib.FLOAT32_OUTPUT_BLOCKS
-    if variant == "bf16elu32":
-        model_lib.ACTIVATIONS["elu"] = lambda x: ops.elu(ops.cast(x, "float32"))
-        model_lib.FLOAT32_OUTPUT_BLOCKS = 3
-    try:
-        trainer = Probe(patches, batch_size=batch_size, precision=precision,
-                        float32_output=f32_out)
-    finally:
-        model_lib.FLOAT32_OUTPUT_BLOCKS = blocks
-
+    trainer = Probe(patches, batch_size=batch_size, precision=precision,
+                    float32_output=f32_out)
     variables = list(trainer.model.tf1_variables().values())
 
     @tf.function
@@ -100,18 +89,7 @@ def make_trainer(variant, patches, batch_size):
             terms = trainer.replica_loss(ir, vi, mask)
         return terms, tape.gradient(terms["total"], variables)
 
-    if variant == "bf16elu32":
-        def traced(*batch, _grads=grads):  # ELU patch active while tracing
-            model_lib.ACTIVATIONS["elu"] = lambda x: ops.elu(
-                ops.cast(x, "float32"))
-            try:
-                return _grads(*batch)
-            finally:
-                model_lib.ACTIVATIONS["elu"] = elu
-        trainer.grads = traced
-    else:
-        trainer.grads = grads
-    model_lib.ACTIVATIONS["elu"] = elu
+    trainer.grads = grads
     return trainer
 
 

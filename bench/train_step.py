@@ -3,6 +3,11 @@ step, same run, and the projected time of the 30-epoch recipe.
 
     python bench/train_step.py [--runs 5] [--batch_size 32] [--precisions float32,bfloat16] [--notf1]
 
+A precision may name the float32 part of a bf16 network:
+``bfloat16:output`` (only the output block in float32), ``bfloat16:none``;
+plain ``bfloat16`` is what ``--precision bfloat16`` trains (from
+reconstruction block1's ELU on in float32, docs/bf16.md).
+
 Both start from the same weights and run Adam steps on the same batches of
 128x128 training patches (the first of upstream's training pairs, from
 ../shared, $STDFUSION_MIRROR or the pinned origin).  Ours:
@@ -53,11 +58,14 @@ def main(argv):
         sys.exit("not enough patches for the requested batches")
     precisions = [p for p in FLAGS.precisions
                   if p == "float32" or fusion.bf16_supported()]
+    parts = {"none": False, "output": "output", "elu": "elu"}
     if len(precisions) < len(FLAGS.precisions):
         print("bfloat16 skipped: not native on this machine")
     stacked = tuple(np.concatenate([x[k] for x in batches]) for k in range(3))
-    ours = {p: training.Trainer(stacked, batch_size=b, precision=p)
-            for p in precisions}
+    ours = {p: training.Trainer(
+        stacked, batch_size=b, precision=p.split(":")[0],
+        float32_output=parts[p.split(":")[1]] if ":" in p else None)
+        for p in precisions}
     init = {k: np.asarray(v) for k, v in
             ours[precisions[0]].model.tf1_variables().items()}
     for trainer in ours.values():

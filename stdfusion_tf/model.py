@@ -29,9 +29,20 @@ from keras import ops
 # Leaky ReLU slope of the released code (tf.nn.leaky_relu's default).
 LEAKY_ALPHA = 0.2
 
-# float32_output: how many of the last reconstruction blocks compute in
-# float32 (1: the output block; bench/bf16_diagnosis.py tries more).
-FLOAT32_OUTPUT_BLOCKS = 1
+# float32_output modes (see STDFusionNet): which part of the reconstruction
+# network computes in float32 under a bf16 policy.  "output": the output
+# block (block4); "elu": from the ELU of block1 on (block1's activation and
+# blocks 2-4), so no ELU output is rounded to bf16.
+FLOAT32_OUTPUT_MODES = (False, "output", "elu")
+
+
+def float32_output_mode(value):
+    """``float32_output`` as one of FLOAT32_OUTPUT_MODES (True: "output")."""
+    mode = "output" if value is True else value
+    if mode not in FLOAT32_OUTPUT_MODES:
+        raise ValueError(f"float32_output must be False, True, 'output' or "
+                         f"'elu', got {value!r}")
+    return mode
 
 # TF1 `truncated_normal_initializer(stddev=1e-3)` for weights, zeros for
 # biases: the upstream training initialisation.
@@ -158,11 +169,14 @@ class ResBlock(keras.layers.Layer):
     """
 
     def __init__(self, filters, activation="lrelu", identity_conv=True,
-                 **kwargs):
+                 float32_activation=False, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.activation = activation
         self.has_identity_conv = identity_conv
+        # The block's activation on a float32 cast of the sum (bf16 training:
+        # see STDFusionNet's float32_output="elu").
+        self.float32_activation = float32_activation
         self.conv1 = self.conv2 = self.conv3 = self.identity_conv = None
 
     def build(self, input_shape):
@@ -189,8 +203,10 @@ class ResBlock(keras.layers.Layer):
         # `training` reaches the Convs through Keras' call context too.
         y = self.conv3(self.conv2(self.conv1(x)))
         shortcut = self.identity_conv(x) if self.identity_conv else x
-        return ACTIVATIONS[self.activation](
-            residual_add(y, shortcut, fusable=not training))
+        y = residual_add(y, shortcut, fusable=not training)
+        if self.float32_activation:
+            y = ops.cast(y, "float32")
+        return ACTIVATIONS[self.activation](y)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.filters,)
@@ -202,7 +218,8 @@ class ResBlock(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "activation": self.activation,
-                "identity_conv": self.has_identity_conv}
+                "identity_conv": self.has_identity_conv,
+                "float32_activation": self.float32_activation}
 
 
 @keras.saving.register_keras_serializable(package="stdfusion_tf")
@@ -249,17 +266,21 @@ class ReconstructionNetwork(keras.layers.Layer):
         super().__init__(**kwargs)
         self.paper_activations = paper_activations
         self.float32_output = float32_output
+        mode = float32_output_mode(float32_output)
         self.blocks = []
         last = len(RECONSTRUCTION_BLOCKS) - 1
         for i, (name, c, act) in enumerate(RECONSTRUCTION_BLOCKS):
             if paper_activations and act == "elu":
                 act = "lrelu"
-            # float32_output: the output block (16 -> 1 channel + tanh)
-            # computes in float32 whatever the policy (see STDFusionNet).
-            dtype = ("float32" if float32_output
-                     and i > last - FLOAT32_OUTPUT_BLOCKS
-                     else self.dtype_policy)
-            self.blocks.append(ResBlock(c, act, name=name, dtype=dtype))
+            # float32_output (see STDFusionNet): "output" computes the
+            # output block (16 -> 1 channel + tanh) in float32 whatever the
+            # policy; "elu" also block1's activation and blocks 2-3.
+            in_float32 = ((mode == "output" and i == last)
+                          or (mode == "elu" and i > 0))
+            dtype = "float32" if in_float32 else self.dtype_policy
+            self.blocks.append(ResBlock(
+                c, act, name=name, dtype=dtype,
+                float32_activation=(mode == "elu" and i == 0)))
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -299,8 +320,13 @@ class STDFusionNet(keras.Model):
     needs it: bf16 rounds tanh(x) to exactly +-1 for |x| > ~3 (float32
     only for |x| > ~9), where tanh's gradient ``1 - y^2`` is exactly 0; a
     fully saturated output gets no gradient at all and stays constant
-    (``docs/bf16.md``).  Inference in bf16 does not need it (the default
-    keeps the whole network in bf16).
+    (``docs/bf16.md``).  ``float32_output="elu"`` (what bf16 training
+    uses) also computes reconstruction block1's ELU and blocks 2-3 in
+    float32: ELU outputs of negative inputs sit next to -1, where bf16's
+    spacing (2^-8) rounds away the ``exp(x)`` part that carries the
+    information, and the weight gradients of the layers reading them lose
+    their sign (measured there).  Inference in bf16 needs neither (the
+    default keeps the whole network in bf16).
     """
 
     def __init__(self, paper_activations=False, float32_output=False,

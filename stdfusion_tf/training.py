@@ -104,7 +104,7 @@ class Trainer(Engine):
         from .model import STDFusionNet
 
         if float32_output is None:  # bf16 training needs it (docs/bf16.md)
-            float32_output = precision == "bfloat16"
+            float32_output = "elu" if precision == "bfloat16" else False
 
         self.ir, self.vi, self.mask = patches
         self.count_samples(len(self.ir), batch_size, what="patches")

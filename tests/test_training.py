@@ -221,10 +221,12 @@ def test_bfloat16_training_close_to_float32(real_batches):
         assert v.dtype == "float32", k  # float32 master weights
         v.assign(init[k])
     assert b.model.reconstruction_network.compute_dtype == "bfloat16"
-    # the output block (16 -> 1 channel + tanh) computes in float32
-    assert [blk.compute_dtype for blk in
-            b.model.reconstruction_network.blocks] == ["bfloat16"] * 3 + [
-                "float32"]
+    # from reconstruction block1's ELU on, float32 (docs/bf16.md)
+    blocks = b.model.reconstruction_network.blocks
+    assert [blk.compute_dtype for blk in blocks] == ["bfloat16"] + [
+        "float32"] * 3
+    assert blocks[0].float32_activation
+    assert b.model.vi_extraction_network.compute_dtype == "bfloat16"
     for ba, bb in zip(a.dataset(0), b.dataset(0)):
         la, lb = a.train_step(ba), b.train_step(bb)
         for k in training.LOSS_TERMS:
@@ -352,15 +354,28 @@ loss = max(abs(a[k] - b[k]) / abs(a[k]) for k in a if a[k])
 wa = {k: np.asarray(v) for k, v in single.model.tf1_variables().items()}
 wb = {k: np.asarray(v) for k, v in mirrored.model.tf1_variables().items()}
 flat = lambda w: np.concatenate([w[k].ravel() for k in sorted(w)])
-w = np.linalg.norm(flat(wa) - flat(wb)) / np.linalg.norm(flat(wa) - flat(init))
-print(f"RESULT {loss:.3e} {w:.3e}")
+diff = np.linalg.norm(flat(wa) - flat(wb))
+update = diff / np.linalg.norm(flat(wa) - flat(init))
+weights = diff / np.linalg.norm(flat(wa))
+largest = max(float(np.abs(wa[k] - wb[k]).max()) for k in wa)
+print(f"RESULT {loss:.3e} {update:.3e} {weights:.3e} {largest:.3e}")
 """
     proc = subprocess.run([sys.executable, "-c", code, tmp_path / "b.npz"],
                           env={**os.environ, "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    loss, weights = map(float, proc.stdout.split("RESULT")[1].split())
-    assert loss <= 1e-5 and weights <= 1e-5
+    loss, update, weights, largest = map(
+        float, proc.stdout.split("RESULT")[1].split())
+    print(f"mirrored vs one device: loss {loss:.2e}, update rel L2 "
+          f"{update:.2e}, weights rel L2 {weights:.2e}, max abs {largest:.2e}")
+    # The two replicas' gradients (4 patches each) are summed by the
+    # all-reduce, the single device sums all 8: the same terms in another
+    # order.  Adam's first step, lr * g / (|g| + eps), turns the rounding of
+    # gradients that cancel to near eps into visible update differences, so
+    # the update gets the bound of test_keras_train_step_equals_tf1_adam
+    # (1e-4; seen here 3e-6 .. 2e-5) and the weights themselves 1e-5.
+    assert loss <= 1e-5
+    assert update <= 1e-4 and weights <= 1e-5 and largest <= 1e-6
 
 
 def _synthetic_set(root, n=3, size=(152, 152)):

@@ -84,6 +84,10 @@ flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                   "~2x faster per step where bf16 is native (refused "
                   "elsewhere).  Caution: over an epoch it still parts from "
                   "float32 training (docs/bf16.md).")
+flags.DEFINE_enum("float32_output", "auto", ["auto", "none", "output", "elu"],
+                  "With --precision=bfloat16, the part of the reconstruction "
+                  "network kept in float32: output (the output block), elu "
+                  "(from block1's ELU on), none; auto: elu (docs/bf16.md).")
 flags.DEFINE_string("mirror", None, "Local copy of the upstream files to "
                     "fetch the default training images from "
                     "(default: $STDFUSION_MIRROR).")
@@ -140,7 +144,9 @@ def main(argv):
         learning_rate=FLAGS.learning_rate, epsilon=FLAGS.adam_epsilon,
         mask_norm=FLAGS.mask_norm, paper_activations=FLAGS.paper_activations,
         shuffle=FLAGS.shuffle, seed=FLAGS.seed or 0, strategy=strategy,
-        precision=FLAGS.precision)
+        precision=FLAGS.precision,
+        float32_output={"auto": None, "none": False}.get(
+            FLAGS.float32_output, FLAGS.float32_output))
     run_dir = os.path.join(FLAGS.checkpoint_dir,
                            training.run_name(FLAGS.batch_size))
     if FLAGS.resume and FLAGS.init_from:
