@@ -72,8 +72,8 @@ def main(argv):
         ax.plot(s, v, color="tab:orange", alpha=0.25, lw=0.8,
                 label="bfloat16, per step")
     for path, label, color in ((FLAGS.fp32_log, "float32", "tab:blue"),
-                               (FLAGS.bf16_log, "bfloat16 (float32 output "
-                                "block)", "tab:orange")):
+                               (FLAGS.bf16_log, "bfloat16 (ELU on in "
+                                "float32)", "tab:orange")):
         rows = read_log(path)
         ax.plot([s for s, _ in rows], [v for _, v in rows], "o-",
                 color=color, label=f"{label}, 50-step means")

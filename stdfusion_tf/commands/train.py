@@ -80,10 +80,10 @@ flags.DEFINE_integer("seed", None, "Random seed of the initial weights "
                      "(and of --shuffle).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                   "bfloat16: Keras mixed_bfloat16 (bf16 convolutions; "
-                  "float32 weights, Adam state, loss and output block), "
-                  "~2x faster per step where bf16 is native (refused "
-                  "elsewhere).  Caution: over an epoch it still parts from "
-                  "float32 training (docs/bf16.md).")
+                  "float32 weights, Adam state, loss and the part of the "
+                  "reconstruction network --float32_output names), ~1.6x "
+                  "faster per step where bf16 is native (refused "
+                  "elsewhere); one epoch tracks float32 (docs/bf16.md).")
 flags.DEFINE_enum("float32_output", "auto", ["auto", "none", "output", "elu"],
                   "With --precision=bfloat16, the part of the reconstruction "
                   "network kept in float32: output (the output block), elu "
