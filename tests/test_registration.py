@@ -120,6 +120,56 @@ def test_unrelated_images_fall_back(road_pair):
     assert np.abs(r.flow).max() == 0
 
 
+def test_small_deformation_keeps_the_plain_resize(road_pair):
+    """The easy level (1 % shift, upstream's elastic field) on a pair whose
+    published alignment is good: the global result is not clearly more
+    similar than the plain resize with a dense residual, so that is
+    returned (method "dense"), and it is closer to the truth than no
+    registration."""
+    ir0, vi = road_pair
+    u8 = (ir0 * 255).round().astype(np.uint8)
+    for seed in (0, 2):
+        deformed, _, f, _ = D.make_level(u8, D.generator(seed, "FLIR_04968"),
+                                         "easy")
+        mask = D.valid_mask(f)
+        ir = deformed.astype(np.float32) / 255.0
+        r = register_pair(ir, vi, "auto")
+        assert r.method == "dense" and not r.fallback
+        np.testing.assert_allclose(r.matrix, np.eye(3), atol=1e-12)
+        none = register_pair(ir, vi, "none")
+        err = np.hypot(*(r.flow - f))[mask].mean()
+        err_none = np.hypot(*(none.flow - f))[mask].mean()
+        assert err < err_none - 0.3, (err, err_none)
+
+
+def test_confident_start_ends_the_search(road_pair):
+    """A start that the patches agree with ends the global search: the
+    coarse search (``more``) is not run, and the result is right."""
+    from stdfusion_tf.registration import features, search
+    ir, vi = road_pair
+    h, w = ir.shape
+    c = ((w - 1) / 2, (h - 1) / 2)
+    t = geometry.similarity(1.02, 2.0, c, c, (6.0, -4.0))
+    moved = geometry.warp_matrix(ir, t, (h, w))
+    pyr = search.Pyramid(moved)
+    vw, to_vi = search.reduced(vi, search.WORK)
+    fv = features.orientation(vw, search.SIGMA)
+    starts = [m @ to_vi for m in search.starts(moved.shape, vi.shape)]
+
+    def more():
+        raise AssertionError("the coarse search ran")
+
+    _, m_w, frac, count = search.refine(
+        pyr, vw, fv, starts, unshifted=len(search.START_ANGLES),
+        more=more)
+    assert frac >= search.CONFIDENT[0] and count >= search.CONFIDENT[1]
+    m = m_w @ np.linalg.inv(to_vi)
+    truth = geometry.matrix_flow(np.linalg.inv(t), (h, w))
+    err = np.hypot(*(geometry.matrix_flow(m, (h, w)) - truth))[
+        20:-20, 20:-20].mean()
+    assert err < 2.5, err  # the 320 px stage, before the 640 px round
+
+
 def test_bad_input_is_one_line():
     good = _scene((40, 40))
     for ir, vi, words in (

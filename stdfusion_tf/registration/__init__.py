@@ -49,6 +49,12 @@ MIN_AGREE = 8
 MIN_CONSENSUS = 0.15
 # the dense field must add this much similarity to be used
 DENSE_GAIN = 0.003
+# the global result (with its dense field) must be this much more similar
+# (at DENSE_WORK px) than the plain resize with its own dense field
+KEEP_MARGIN = 0.02
+# the plain resize's dense field is used only where the result is this
+# similar to the visible image (unrelated images score below 0.1)
+MIN_DENSE_SIMILARITY = 0.12
 
 
 @dataclasses.dataclass
@@ -124,62 +130,82 @@ def register_pair(ir, vi, method="auto"):
     base_w = base @ to_vi
     base_score = search.frame_score(pyr, fv, base_w, vw.shape)[0]
 
-    if method == "dense":
-        m_w, m, score = base_w, base, base_score
-    else:
+    vd, to_vd = search.reduced(vi, _dense.DENSE_WORK)
+    fvd = features.orientation(vd, 1.0)
+
+    def with_dense(m_full):
+        """(field or None, similarity without it, with it) at DENSE_WORK
+        px, the field kept only when it adds DENSE_GAIN."""
+        md = m_full @ to_vd
+        field = _dense.residual(pyr, vd, fvd, md)
+        before = features.score(fvd, features.orientation(
+            _dense.warp_with(pyr, md, np.zeros((2,) + vd.shape,
+                                               np.float32)), 1.0))
+        if field is None:
+            return None, before, before
+        after = features.score(fvd, features.orientation(
+            _dense.warp_with(pyr, md, field), 1.0))
+        if after > before + DENSE_GAIN:
+            return field, before, after
+        return None, before, before
+
+    base_agree = None
+    if method != "dense":
         starts = search.starts(ir.shape, vi.shape)
-        coarse = [m for _, m in search.coarse_candidates(pyr, vi)]
         score, m_w, _, _ = search.refine(
-            pyr, vw, fv, [m0 @ to_vi for m0 in starts + coarse],
+            pyr, vw, fv, [m0 @ to_vi for m0 in starts],
             unshifted=len(search.START_ANGLES),
-            shifted=len(starts) - len(search.START_ANGLES))
+            shifted=len(starts) - len(search.START_ANGLES),
+            more=lambda: [m @ to_vi for _, m in
+                          search.coarse_candidates(pyr, vi)])
         m = m_w @ np.linalg.inv(to_vi)
         # a last round at up to DENSE_WORK px, where a pixel is finer
-        vd, to_vd = search.reduced(vi, _dense.DENSE_WORK)
         if vd.shape != vw.shape:
-            fvd = features.orientation(vd, search.SIGMA)
-            md = search.refine_round(pyr, vd, fvd, m @ to_vd, len(
+            fvd_g = features.orientation(vd, search.SIGMA)
+            md = search.refine_round(pyr, vd, fvd_g, m @ to_vd, len(
                 search.ROUNDS), setting=search.FINE_ROUND)
             if md is not None:
-                s_old = search.frame_score(pyr, fvd, m @ to_vd, vd.shape)[0]
-                s_new = search.frame_score(pyr, fvd, md, vd.shape)[0]
+                s_old = search.frame_score(pyr, fvd_g, m @ to_vd,
+                                           vd.shape)[0]
+                s_new = search.frame_score(pyr, fvd_g, md, vd.shape)[0]
                 if s_new > s_old:
                     m = md @ np.linalg.inv(to_vd)
                     m_w = m @ to_vi
                     score = search.frame_score(pyr, fv, m_w, vw.shape)[0]
         agree, count = search.consensus(pyr, vw, fv, m_w)
         base_agree, base_count = search.consensus(pyr, vw, fv, base_w)
-        if (count < MIN_AGREE or agree < MIN_CONSENSUS
-                or count < base_count + max(2, 0.1 * base_count)):
-            return _result(ir, vi.shape, base, None, base_score, True,
-                           "none", t0, base_score, base_agree)
+        global_ok = not (count < MIN_AGREE or agree < MIN_CONSENSUS
+                         or count < base_count + max(2, 0.1 * base_count))
         if method == "global":
+            if not global_ok:
+                return _result(ir, vi.shape, base, None, base_score, True,
+                               "none", t0, base_score, base_agree)
             return _result(ir, vi.shape, m, None, score, False, "global",
                            t0, base_score, agree)
+    else:
+        global_ok = False
 
-    # dense residual, at up to DENSE_WORK px
-    vd, to_vd = search.reduced(vi, _dense.DENSE_WORK)
-    fvd = features.orientation(vd, 1.0)
-    md = m @ to_vd
-    field = _dense.residual(pyr, vd, fvd, md)
-    used = "global" if method != "dense" else "none"
-    residual_full = None
-    if field is not None:
-        before = features.score(fvd, features.orientation(
-            _dense.warp_with(pyr, md, np.zeros_like(field)), 1.0))
-        after = features.score(fvd, features.orientation(
-            _dense.warp_with(pyr, md, field), 1.0))
-        if after > before + DENSE_GAIN:
-            residual_full = _upsample_field(field, to_vd, vi.shape)
-            used = "global+dense" if method != "dense" else "dense"
-            score = score + (after - before)
-    if method == "dense":
-        agree = search.consensus(pyr, vw, fv, base_w)[0]
-        if residual_full is None:
-            return _result(ir, vi.shape, base, None, base_score, True,
-                           "none", t0, base_score, agree)
-    return _result(ir, vi.shape, m, residual_full, score, False, used, t0,
-                   base_score, agree)
+    # the plain resize with a dense residual: the result to beat
+    field_b, s_plain, s_b = with_dense(base)
+    if base_agree is None:
+        base_agree = search.consensus(pyr, vw, fv, base_w)[0]
+    if global_ok:
+        field_a, s_g, s_a = with_dense(m)
+        # the global result must be clearly more similar than the plain
+        # resize (with its own dense residual) to be used
+        if s_a > max(s_b, s_plain) + KEEP_MARGIN:
+            used = "global+dense" if field_a is not None else "global"
+            res = None if field_a is None else _upsample_field(
+                field_a, to_vd, vi.shape)
+            return _result(ir, vi.shape, m, res, score + (s_a - s_g),
+                           False, used, t0, base_score, agree)
+    if (field_b is not None and ir.shape == vi.shape
+            and s_b >= MIN_DENSE_SIMILARITY):
+        return _result(ir, vi.shape, base, _upsample_field(
+            field_b, to_vd, vi.shape), base_score + (s_b - s_plain), False,
+            "dense", t0, base_score, base_agree)
+    return _result(ir, vi.shape, base, None, base_score, True, "none", t0,
+                   base_score, base_agree)
 
 
 def _upsample_field(field, to_small, shape):

@@ -7,7 +7,7 @@ clear are kept, outliers (far from the median of their neighbours)
 dropped, and the rest spread into a field by normalised convolution with a
 Gaussian: ``field = G * (w s) / (G * w + prior)``.  The ``prior`` term pulls
 the field towards zero (the global matrix) where few patches are trusted,
-which is the smoothness prior.  Two rounds, the second with smaller patches.
+which is the smoothness prior.  Three rounds, with smaller patches each.
 """
 
 import cv2
@@ -17,12 +17,12 @@ from . import features, geometry, matching
 
 DENSE_WORK = 640
 # (patch, search, stride) as fractions of the working long side
-ROUNDS = ((0.10, 0.016, 0.05), (0.06, 0.008, 0.03))
+ROUNDS = ((0.10, 0.016, 0.05), (0.06, 0.008, 0.03), (0.045, 0.006, 0.02))
 MIN_QUALITY = 0.3
 
 
 def _spread(ys, xs, values, weights, shape, stride, sigma_cells=1.2,
-            prior=0.15):
+            prior=0.05):
     """Values on the patch grid -> a smooth field of ``shape``."""
     ny, nx = len(np.unique(ys)), len(np.unique(xs))
     v = values.reshape(ny, nx).astype(np.float32)

@@ -18,9 +18,8 @@ def _windows(array, centres_y, centres_x, size):
     half = size // 2
     oy = np.asarray(centres_y, np.intp) - half
     ox = np.asarray(centres_x, np.intp) - half
-    r = np.arange(size)
-    return array[(oy[:, None, None] + r[None, :, None]),
-                 (ox[:, None, None] + r[None, None, :])]
+    view = np.lib.stride_tricks.sliding_window_view(array, (size, size))
+    return view[oy, ox]
 
 
 def _parabola(left, centre, right):

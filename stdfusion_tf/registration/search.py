@@ -171,7 +171,7 @@ def coarse_candidates(ir_pyr, vi, scales=None, angles=ANGLES, keep=4,
 
 
 # starts: the plain resize turned a little, and rescaled over x1/3 .. x3
-START_ANGLES = (-7.0, 0.0, 7.0)
+START_ANGLES = (0.0, -7.0, 7.0)
 START_SCALES = tuple(2.0 ** (k / 4.0) for k in range(-6, 7) if k != 0)
 
 
@@ -285,36 +285,33 @@ def shift_search(ir_pyr, fv, m, pad=0.3):
     return mc @ geometry.translation(ux, uy)
 
 
-def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None):
+# a start whose first round this many structured patches agree with
+# (fraction, count) is refined at once; if its refined result is agreed
+# with by CONFIDENT (fraction, count), the search ends there: the remaining
+# starts and the coarse search are not tried
+PROMISING = (0.2, 12)
+CONFIDENT = (0.45, 24)
+
+
+def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
+           more=None, confident=CONFIDENT):
     """Refine several starts (working visible pixel -> infrared pixel):
     one round for each, then the ``keep`` best go through the remaining
     rounds.  Candidates are ranked by the number of patches that agree with
     them (:func:`consensus`), then by the full-frame similarity: a count
     does not favour a small overlap the way a normalised score can, nor
-    penalise a right one that covers part of the frame.  Returns
-    (score, matrix, agreeing fraction, agreeing count) of the best."""
+    penalise a right one that covers part of the frame.  A promising start
+    (``PROMISING`` after its first round) is refined at once, and a
+    ``confident`` refined result ends the search.  ``more``: a callable
+    giving further (already placed) starts, tried only when no start was
+    confident.  Returns (score, matrix, agreeing fraction, agreeing count)
+    of the best."""
     if shifted is None:
         shifted = len(starts) - unshifted
     scored = []
-    for i, m0 in enumerate(starts):
-        # the first ``unshifted`` starts are also tried where they are, the
-        # next ``shifted`` ones after a translation search, the rest (the
-        # coarse search's candidates, already placed) as they are
-        if i < unshifted:
-            tries = (m0, shift_search(ir_pyr, fv, m0))
-        elif i < unshifted + shifted:
-            tries = (shift_search(ir_pyr, fv, m0),)
-        else:
-            tries = (m0,)
-        for m in tries:
-            m1 = refine_round(ir_pyr, vw, fv, m, 0)
-            cand = m if m1 is None else m1
-            frac, count = consensus(ir_pyr, vw, fv, cand)
-            score = frame_score(ir_pyr, fv, cand, vw.shape)[0]
-            scored.append((count, score, frac, cand))
-    scored.sort(key=lambda t: (-t[0], -t[1]))
-    best = scored[0]
-    for _, _, _, m in scored[:keep]:
+    final = []
+
+    def full(m):
         for r in range(1, len(ROUNDS)):
             m_new = refine_round(ir_pyr, vw, fv, m, r)
             if m_new is None:
@@ -322,9 +319,48 @@ def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None):
             m = m_new
         frac, count = consensus(ir_pyr, vw, fv, m)
         score = frame_score(ir_pyr, fv, m, vw.shape)[0]
-        if (count, score) > best[:2]:
-            best = (count, score, frac, m)
-    count, score, frac, m = best
+        final.append((count, score, frac, m))
+        return (confident is not None and frac >= confident[0]
+                and count >= confident[1])
+
+    def tried(cands):
+        for m in cands:
+            m1 = refine_round(ir_pyr, vw, fv, m, 0)
+            cand = m if m1 is None else m1
+            frac, count = consensus(ir_pyr, vw, fv, cand)
+            score = frame_score(ir_pyr, fv, cand, vw.shape)[0]
+            if frac >= PROMISING[0] and count >= PROMISING[1]:
+                scored.append((count, score, frac, cand, True))
+                if full(cand):
+                    return True
+            else:
+                scored.append((count, score, frac, cand, False))
+        return False
+
+    done = False
+    for i, m0 in enumerate(starts):
+        # the first ``unshifted`` starts are also tried where they are, the
+        # next ``shifted`` ones after a translation search, the rest (the
+        # coarse search's candidates, already placed) as they are
+        if i < unshifted:
+            tries = (m0, lambda m0=m0: shift_search(ir_pyr, fv, m0))
+        elif i < unshifted + shifted:
+            tries = (lambda m0=m0: shift_search(ir_pyr, fv, m0),)
+        else:
+            tries = (m0,)
+        if tried(t() if callable(t) else t for t in tries):
+            done = True
+            break
+    if not done and more is not None:
+        tried(more())
+    if not done:
+        scored.sort(key=lambda t: (-t[0], -t[1]))
+        final.append(scored[0][:4])
+        # the best first-round candidates not refined yet
+        for c in [c for c in scored if not c[4]][:max(0, keep - len(
+                [c for c in scored if c[4]]))]:
+            full(c[3])
+    count, score, frac, m = max(final, key=lambda t: (t[0], t[1]))
     return score, m, frac, count
 
 
