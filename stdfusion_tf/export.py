@@ -15,8 +15,8 @@ dequantises its output inside, so callers feed floats to every model.
   ``fused_clip`` (``clip(round((y + 1) * 127.5))``), uint8 [H, W].
 * ``stdfusion.tflite`` (float32), ``stdfusion_dynamic_range.tflite``
   (int8 weights, float activations), ``stdfusion_int8.tflite`` (int8
-  weights per channel and int8 activations calibrated on training patches;
-  the layers listed in ``INT8_FLOAT_LAYERS`` stay float) -- run with LiteRT
+  weights per channel and int8 activations calibrated on training patches
+  and their intensity inversions; the layers listed in ``INT8_FLOAT_LAYERS`` stay float) -- run with LiteRT
   (``ai-edge-litert``).
 * ``stdfusion.onnx`` (opset ``ONNX_OPSET``, converted by tf2onnx) -- run
   with ONNX Runtime.
@@ -73,8 +73,13 @@ INT8_FLOAT_LAYERS_WIDE = INT8_FLOAT_LAYERS + (
     _REC + r"block1[^/]*/(conv1|conv3|identity_conv)[^/]*/",
     _REC + r"block1[^/]*/(add|Elu)",
 )
-# int8 calibration: 128x128 training patch pairs.
+# int8 calibration: 128x128 training patch pairs, and (CALIBRATION_INVERT)
+# the same pairs with inverted intensities.  The training images have no
+# dark visible scenes; calibrated without the inversions, such a scene (TNO42
+# pair 42, visible mean 23 gray levels) drives the visible branch's first
+# block past its calibrated range (docs/deployment.md).
 CALIBRATION_SIZE = 32
+CALIBRATION_INVERT = True
 
 
 class MissingPackage(ImportError):
@@ -208,11 +213,13 @@ class SavedModelFuser:
 # -------------------------------------------------------------- TFLite --
 
 def calibration_patches(ir_dir, vi_dir, count=CALIBRATION_SIZE, size=128,
-                        seed=0):
+                        seed=0, invert=CALIBRATION_INVERT):
     """``count`` (ir, vi) training patch pairs, float32 [1, size, size, 1]
     each in [-1, 1], drawn without replacement (``seed``) from every patch
     position upstream's training cuts (stride 24) from the paired training
-    folders."""
+    folders; with ``invert``, followed by the same ``count`` pairs with
+    their intensities inverted (``255 - gray``, i.e. ``-x``), 2 * ``count``
+    pairs in all."""
     from . import data, images
 
     listing = data.check_folders([ir_dir, vi_dir])
@@ -238,7 +245,14 @@ def calibration_patches(ir_dir, vi_dir, count=CALIBRATION_SIZE, size=128,
         ir, vi = cache[i]
         out.append((ir[None, r:r + size, c:c + size, None],
                     vi[None, r:r + size, c:c + size, None]))
-    return out
+    return out + inverted(out) if invert else out
+
+
+def inverted(pairs):
+    """The (ir, vi) pairs with both intensities inverted (``-x`` in [-1, 1],
+    ``255 - gray``): dark scenes, which the training images lack, for the
+    int8 calibration ranges."""
+    return [(-ir, -vi) for ir, vi in pairs]
 
 
 def _tflite_converter(model, workdir, fn=None):

@@ -18,7 +18,9 @@ before it is written: float models must reach 60 dB PSNR, quantised ones
 --min_psnr; a model below its floor is not written.  TFLite runs in LiteRT
 (pip install 'stdfusion-tf[litert]'), ONNX in ONNX Runtime
 ('stdfusion-tf[onnx]').  int8 models are calibrated on --calibration_size
-patches of the training pairs (--calibration_ir_dir, --calibration_vi_dir).
+patches of the training pairs (--calibration_ir_dir, --calibration_vi_dir)
+and, unless --nocalibration_invert, the same patches with inverted
+intensities.
 
 Same program: ``python -m stdfusion_tf.commands.export``.
 """
@@ -53,6 +55,11 @@ flags.DEFINE_string("calibration_vi_dir", "Train_vi", "int8 calibration: "
                     "visible training images.")
 flags.DEFINE_integer("calibration_size", 32, "int8 calibration: number of "
                      "128x128 training patch pairs.", lower_bound=1)
+flags.DEFINE_bool("calibration_invert", True, "int8 calibration: also the "
+                  "same patch pairs with inverted intensities (255 - gray), "
+                  "so that dark scenes, which the training images lack, "
+                  "stay inside the calibrated ranges "
+                  "(--nocalibration_invert: the patches only).")
 flags.DEFINE_enum("int8_float", "standard", ["standard", "wide"],
                   "--format tflite --quantize int8: which layers stay "
                   "float.  standard: reconstruction blocks 3-4 and block 2 "
@@ -167,9 +174,12 @@ def main(argv):
 
             assets.fetch("train_images", root=".", mirror=FLAGS.mirror)
         calibration = export.calibration_patches(
-            *folders, count=FLAGS.calibration_size)
-        print(f"Calibrating on {len(calibration)} training patch pairs "
-              f"(128x128) ...", flush=True)
+            *folders, count=FLAGS.calibration_size,
+            invert=FLAGS.calibration_invert)
+        print(f"Calibrating on {FLAGS.calibration_size} training patch "
+              f"pairs (128x128)"
+              + (" and their intensity inversions"
+                 if FLAGS.calibration_invert else "") + " ...", flush=True)
 
     floor = export.FLOAT_PSNR_FLOOR
     if FLAGS.quantize != "none":
