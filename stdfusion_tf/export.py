@@ -33,6 +33,7 @@ floor for quantised ones); otherwise the target is left as it was.
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -293,7 +294,6 @@ def convert_tflite(model, quantize="none", calibration=None,
 
 
 def _convert_tflite(converter, quantize, calibration, float_layers):
-    import re
 
     import tensorflow as tf
 
@@ -439,17 +439,50 @@ class OnnxFuser:
             "ir": _batch(ir), "vi": _batch(vi)})[0][0, :, :, 0]
 
 
-def convert_onnx_int8(model, calibration):
+def convert_onnx_int8(model, calibration, float_layers=None):
     """ONNX Runtime's static QDQ int8 model (bytes) of ``model``, from the
-    same range-equalised copy as the int8 TFLite model."""
-    return quantize_onnx_int8(convert_onnx(int8_model(model, calibration)),
-                              calibration)
+    same range-equalised copy as the int8 TFLite model; the nodes matching
+    ``float_layers`` (default ``INT8_FLOAT_LAYERS_WIDE``) stay float."""
+    return quantize_onnx_int8(
+        convert_onnx(int8_model(model, calibration)), calibration,
+        INT8_FLOAT_LAYERS_WIDE if float_layers is None else float_layers)
 
 
-def quantize_onnx_int8(float_onnx, calibration):
+def _onnx_layer_names(float_onnx):
+    """[(node, its TensorFlow name)] of the float ONNX model bytes.
+
+    tf2onnx names most nodes after the TensorFlow ops, so the TFLite
+    patterns (on tensor names) select the same layers.  The convolutions it
+    rebuilds (bias and activation folded) get generated names such as
+    ``Conv__432``; they take the name of their kernel (``.../block2/conv3/
+    Cast/ReadVariableOp``), other generated nodes the name of the first
+    named node downstream.
+    """
+    import onnx
+
+    graph = onnx.load_from_string(float_onnx).graph
+    consumer = {}
+    for n in graph.node:
+        for i in n.input:
+            consumer.setdefault(i, n)
+
+    def name(n):
+        for _ in range(len(graph.node)):
+            if n.op_type == "Conv" and len(n.input) > 1 and "/" in n.input[1]:
+                return n.input[1]
+            if "/" in n.name or not n.output or n.output[0] not in consumer:
+                return n.name
+            n = consumer[n.output[0]]
+        return n.name
+
+    return [(n, name(n)) for n in graph.node]
+
+
+def quantize_onnx_int8(float_onnx, calibration, float_layers=()):
     """ONNX Runtime's static QDQ int8 (per-channel weights, int8
     activations, calibrated on ``calibration``) of the float ONNX model
-    bytes; returns bytes."""
+    bytes, the nodes whose names match a pattern of ``float_layers`` left
+    float; returns bytes."""
     _need("onnxruntime", "onnx")
     import tempfile
 
@@ -463,6 +496,11 @@ def quantize_onnx_int8(float_onnx, calibration):
             pair = next(self.it, None)
             return None if pair is None else {"ir": pair[0], "vi": pair[1]}
 
+    exclude = [n.name for n, name in _onnx_layer_names(float_onnx)
+               if any(re.search(p, name) for p in float_layers)]
+    if float_layers and not exclude:
+        raise ValueError(f"no ONNX node matches the float layers "
+                         f"{tuple(float_layers)!r}")
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = (os.path.join(tmp, n) for n in ("f.onnx", "q.onnx"))
         with open(src, "wb") as f:
@@ -470,7 +508,8 @@ def quantize_onnx_int8(float_onnx, calibration):
         q.quantize_static(src, dst, Reader(), quant_format=q.QuantFormat.QDQ,
                           per_channel=True,
                           activation_type=q.QuantType.QInt8,
-                          weight_type=q.QuantType.QInt8)
+                          weight_type=q.QuantType.QInt8,
+                          nodes_to_exclude=exclude)
         with open(dst, "rb") as f:
             return f.read()
 

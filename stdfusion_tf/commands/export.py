@@ -60,12 +60,13 @@ flags.DEFINE_bool("calibration_invert", True, "int8 calibration: also the "
                   "so that dark scenes, which the training images lack, "
                   "stay inside the calibrated ranges "
                   "(--nocalibration_invert: the patches only).")
-flags.DEFINE_enum("int8_float", "standard", ["standard", "wide"],
-                  "--format tflite --quantize int8: which layers stay "
-                  "float.  standard: reconstruction blocks 3-4 and block 2 "
-                  "but its 3x3 conv (8 percent of the multiply-adds); wide: "
-                  "also block 1's 1x1 convs (19 percent): slower, closer to "
-                  "float32 (docs/deployment.md).")
+flags.DEFINE_enum("int8_float", "auto", ["auto", "standard", "wide"],
+                  "--quantize int8: which layers stay float.  standard: "
+                  "reconstruction blocks 3-4 and block 2 but its 3x3 conv "
+                  "(8 percent of the multiply-adds); wide: also block 1's "
+                  "1x1 convs (19 percent): slower, closer to float32; auto: "
+                  "standard for TFLite, wide for ONNX Runtime, whose int8 "
+                  "kernels lose more (docs/deployment.md).")
 flags.DEFINE_float("min_psnr", None, "Floor (dB, against the Keras model, "
                    "worst verification pair) below which a quantised model "
                    "is not written.  Default: 40 for dynamic, the int8 "
@@ -185,15 +186,17 @@ def main(argv):
     if FLAGS.quantize != "none":
         floor = FLAGS.min_psnr if FLAGS.min_psnr is not None else \
             export.QUANTIZED_PSNR_FLOORS[FLAGS.format, FLAGS.quantize]
+    float_layers = {"standard": export.INT8_FLOAT_LAYERS,
+                    "wide": export.INT8_FLOAT_LAYERS_WIDE}.get(
+                        FLAGS.int8_float)
     if FLAGS.format == "tflite":
         content = export.convert_tflite(
-            model, FLAGS.quantize, calibration,
-            float_layers=(export.INT8_FLOAT_LAYERS_WIDE
-                          if FLAGS.int8_float == "wide" else None))
+            model, FLAGS.quantize, calibration, float_layers=float_layers)
         runner = export.LiteRTFuser
         runtime = "LiteRT"
     else:
-        content = (export.convert_onnx_int8(model, calibration)
+        content = (export.convert_onnx_int8(model, calibration,
+                                            float_layers=float_layers)
                    if FLAGS.quantize == "int8" else export.convert_onnx(model))
         runner = export.OnnxFuser
         runtime = "ONNX Runtime"
