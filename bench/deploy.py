@@ -29,6 +29,8 @@ from bench.timing import timed  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("runs", 7, "Timed runs per path and size.")
 flags.DEFINE_integer("calibration_size", 32, "int8 calibration patches.")
+flags.DEFINE_bool("calibration_invert", True, "int8 calibration: also the "
+                  "patches with inverted intensities (the export default).")
 flags.DEFINE_integer("threads", 2, "LiteRT / ONNX Runtime threads.")
 flags.DEFINE_string("checkpoint", None, "Weights (default: the released "
                     "jiayi-ma model-29).")
@@ -70,7 +72,8 @@ def main(argv):
         paths.append(("Keras bfloat16", Fuser(load_model(
             checkpoint, dtype="mixed_bfloat16"))))
     calibration = None if FLAGS.models_dir else export.calibration_patches(
-        *train, count=FLAGS.calibration_size)
+        *train, count=FLAGS.calibration_size,
+        invert=FLAGS.calibration_invert)
     t = FLAGS.threads
     if FLAGS.models_dir:
         for label, name, runner in (
@@ -124,7 +127,8 @@ def main(argv):
                     else f"{p:.1f}"]
         print("| " + " | ".join(out) + " |")
     print(f"\n{FLAGS.runs} timed runs, median; LiteRT / ONNX Runtime "
-          f"{t} threads; {FLAGS.calibration_size} calibration patches; "
+          f"{t} threads; {FLAGS.calibration_size} calibration patches"
+          f"{' and their inversions' if FLAGS.calibration_invert else ''}; "
           f"{os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at the end.")
 

@@ -15,8 +15,8 @@ dequantises its output inside, so callers feed floats to every model.
   ``fused_clip`` (``clip(round((y + 1) * 127.5))``), uint8 [H, W].
 * ``stdfusion.tflite`` (float32), ``stdfusion_dynamic_range.tflite``
   (int8 weights, float activations), ``stdfusion_int8.tflite`` (int8
-  weights per channel and int8 activations calibrated on training patches;
-  the layers listed in ``INT8_FLOAT_LAYERS`` stay float) -- run with LiteRT
+  weights per channel and int8 activations calibrated on training patches
+  and their intensity inversions; the layers listed in ``INT8_FLOAT_LAYERS`` stay float) -- run with LiteRT
   (``ai-edge-litert``).
 * ``stdfusion.onnx`` (opset ``ONNX_OPSET``, converted by tf2onnx) -- run
   with ONNX Runtime.
@@ -33,6 +33,7 @@ floor for quantised ones); otherwise the target is left as it was.
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -73,8 +74,13 @@ INT8_FLOAT_LAYERS_WIDE = INT8_FLOAT_LAYERS + (
     _REC + r"block1[^/]*/(conv1|conv3|identity_conv)[^/]*/",
     _REC + r"block1[^/]*/(add|Elu)",
 )
-# int8 calibration: 128x128 training patch pairs.
+# int8 calibration: 128x128 training patch pairs, and (CALIBRATION_INVERT)
+# the same pairs with inverted intensities.  The training images have no
+# dark visible scenes; calibrated without the inversions, such a scene (TNO42
+# pair 42, visible mean 23 gray levels) drives the visible branch's first
+# block past its calibrated range (docs/deployment.md).
 CALIBRATION_SIZE = 32
+CALIBRATION_INVERT = True
 
 
 class MissingPackage(ImportError):
@@ -208,11 +214,13 @@ class SavedModelFuser:
 # -------------------------------------------------------------- TFLite --
 
 def calibration_patches(ir_dir, vi_dir, count=CALIBRATION_SIZE, size=128,
-                        seed=0):
+                        seed=0, invert=CALIBRATION_INVERT):
     """``count`` (ir, vi) training patch pairs, float32 [1, size, size, 1]
     each in [-1, 1], drawn without replacement (``seed``) from every patch
     position upstream's training cuts (stride 24) from the paired training
-    folders."""
+    folders; with ``invert``, followed by the same ``count`` pairs with
+    their intensities inverted (``255 - gray``, i.e. ``-x``), 2 * ``count``
+    pairs in all."""
     from . import data, images
 
     listing = data.check_folders([ir_dir, vi_dir])
@@ -238,7 +246,14 @@ def calibration_patches(ir_dir, vi_dir, count=CALIBRATION_SIZE, size=128,
         ir, vi = cache[i]
         out.append((ir[None, r:r + size, c:c + size, None],
                     vi[None, r:r + size, c:c + size, None]))
-    return out
+    return out + inverted(out) if invert else out
+
+
+def inverted(pairs):
+    """The (ir, vi) pairs with both intensities inverted (``-x`` in [-1, 1],
+    ``255 - gray``): dark scenes, which the training images lack, for the
+    int8 calibration ranges."""
+    return [(-ir, -vi) for ir, vi in pairs]
 
 
 def _tflite_converter(model, workdir, fn=None):
@@ -279,7 +294,6 @@ def convert_tflite(model, quantize="none", calibration=None,
 
 
 def _convert_tflite(converter, quantize, calibration, float_layers):
-    import re
 
     import tensorflow as tf
 
@@ -425,17 +439,50 @@ class OnnxFuser:
             "ir": _batch(ir), "vi": _batch(vi)})[0][0, :, :, 0]
 
 
-def convert_onnx_int8(model, calibration):
+def convert_onnx_int8(model, calibration, float_layers=None):
     """ONNX Runtime's static QDQ int8 model (bytes) of ``model``, from the
-    same range-equalised copy as the int8 TFLite model."""
-    return quantize_onnx_int8(convert_onnx(int8_model(model, calibration)),
-                              calibration)
+    same range-equalised copy as the int8 TFLite model; the nodes matching
+    ``float_layers`` (default ``INT8_FLOAT_LAYERS_WIDE``) stay float."""
+    return quantize_onnx_int8(
+        convert_onnx(int8_model(model, calibration)), calibration,
+        INT8_FLOAT_LAYERS_WIDE if float_layers is None else float_layers)
 
 
-def quantize_onnx_int8(float_onnx, calibration):
+def _onnx_layer_names(float_onnx):
+    """[(node, its TensorFlow name)] of the float ONNX model bytes.
+
+    tf2onnx names most nodes after the TensorFlow ops, so the TFLite
+    patterns (on tensor names) select the same layers.  The convolutions it
+    rebuilds (bias and activation folded) get generated names such as
+    ``Conv__432``; they take the name of their kernel (``.../block2/conv3/
+    Cast/ReadVariableOp``), other generated nodes the name of the first
+    named node downstream.
+    """
+    import onnx
+
+    graph = onnx.load_from_string(float_onnx).graph
+    consumer = {}
+    for n in graph.node:
+        for i in n.input:
+            consumer.setdefault(i, n)
+
+    def name(n):
+        for _ in range(len(graph.node)):
+            if n.op_type == "Conv" and len(n.input) > 1 and "/" in n.input[1]:
+                return n.input[1]
+            if "/" in n.name or not n.output or n.output[0] not in consumer:
+                return n.name
+            n = consumer[n.output[0]]
+        return n.name
+
+    return [(n, name(n)) for n in graph.node]
+
+
+def quantize_onnx_int8(float_onnx, calibration, float_layers=()):
     """ONNX Runtime's static QDQ int8 (per-channel weights, int8
     activations, calibrated on ``calibration``) of the float ONNX model
-    bytes; returns bytes."""
+    bytes, the nodes whose names match a pattern of ``float_layers`` left
+    float; returns bytes."""
     _need("onnxruntime", "onnx")
     import tempfile
 
@@ -449,6 +496,11 @@ def quantize_onnx_int8(float_onnx, calibration):
             pair = next(self.it, None)
             return None if pair is None else {"ir": pair[0], "vi": pair[1]}
 
+    exclude = [n.name for n, name in _onnx_layer_names(float_onnx)
+               if any(re.search(p, name) for p in float_layers)]
+    if float_layers and not exclude:
+        raise ValueError(f"no ONNX node matches the float layers "
+                         f"{tuple(float_layers)!r}")
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = (os.path.join(tmp, n) for n in ("f.onnx", "q.onnx"))
         with open(src, "wb") as f:
@@ -456,7 +508,8 @@ def quantize_onnx_int8(float_onnx, calibration):
         q.quantize_static(src, dst, Reader(), quant_format=q.QuantFormat.QDQ,
                           per_channel=True,
                           activation_type=q.QuantType.QInt8,
-                          weight_type=q.QuantType.QInt8)
+                          weight_type=q.QuantType.QInt8,
+                          nodes_to_exclude=exclude)
         with open(dst, "rb") as f:
             return f.read()
 

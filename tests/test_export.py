@@ -9,6 +9,7 @@ absent.
 import importlib.util
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -197,6 +198,32 @@ def test_int8_onnx_psnr(keras_fuser, exported):
     print(f"int8 ONNX Runtime QDQ (8 calibration patches): worst PSNR "
           f"{low:.1f} dB against Keras")
     assert low >= export.QUANTIZED_PSNR_FLOORS["onnx", "int8"]
+    # the wide float layers' convolutions take float weights, the others
+    # dequantised int8 ones
+    import onnx
+
+    float_convs = {n.name for n, name in export._onnx_layer_names(
+        (out / "stdfusion.onnx").read_bytes()) if n.op_type == "Conv" and any(
+            re.search(p, name) for p in export.INT8_FLOAT_LAYERS_WIDE)}
+    # blocks 3 and 4 whole (4 convs each), blocks 1 and 2 their 1x1 convs
+    assert len(float_convs) == 14, sorted(float_convs)
+    graph = onnx.load(str(out / "stdfusion_int8.onnx")).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert float_convs < {n.name for n in convs}
+    for n in convs:
+        weight_from = made_by.get(n.input[1])
+        assert (weight_from != "DequantizeLinear") == (n.name in float_convs), \
+            (n.name, weight_from)
+
+
+@needs_onnx
+def test_onnx_float_layers_must_match(model, upstream):
+    calibration = export.calibration_patches(
+        upstream / "Train_ir", upstream / "Train_vi", count=1, invert=False)
+    with pytest.raises(ValueError, match="no ONNX node matches"):
+        export.quantize_onnx_int8(export.convert_onnx(model), calibration,
+                                  float_layers=("no_such_layer",))
 
 
 def test_equalize_ranges_keeps_the_function(model, keras_fuser, two_sizes,

@@ -18,7 +18,9 @@ before it is written: float models must reach 60 dB PSNR, quantised ones
 --min_psnr; a model below its floor is not written.  TFLite runs in LiteRT
 (pip install 'stdfusion-tf[litert]'), ONNX in ONNX Runtime
 ('stdfusion-tf[onnx]').  int8 models are calibrated on --calibration_size
-patches of the training pairs (--calibration_ir_dir, --calibration_vi_dir).
+patches of the training pairs (--calibration_ir_dir, --calibration_vi_dir)
+and, unless --nocalibration_invert, the same patches with inverted
+intensities.
 
 Same program: ``python -m stdfusion_tf.commands.export``.
 """
@@ -53,12 +55,18 @@ flags.DEFINE_string("calibration_vi_dir", "Train_vi", "int8 calibration: "
                     "visible training images.")
 flags.DEFINE_integer("calibration_size", 32, "int8 calibration: number of "
                      "128x128 training patch pairs.", lower_bound=1)
-flags.DEFINE_enum("int8_float", "standard", ["standard", "wide"],
-                  "--format tflite --quantize int8: which layers stay "
-                  "float.  standard: reconstruction blocks 3-4 and block 2 "
-                  "but its 3x3 conv (8 percent of the multiply-adds); wide: "
-                  "also block 1's 1x1 convs (19 percent): slower, closer to "
-                  "float32 (docs/deployment.md).")
+flags.DEFINE_bool("calibration_invert", True, "int8 calibration: also the "
+                  "same patch pairs with inverted intensities (255 - gray), "
+                  "so that dark scenes, which the training images lack, "
+                  "stay inside the calibrated ranges "
+                  "(--nocalibration_invert: the patches only).")
+flags.DEFINE_enum("int8_float", "auto", ["auto", "standard", "wide"],
+                  "--quantize int8: which layers stay float.  standard: "
+                  "reconstruction blocks 3-4 and block 2 but its 3x3 conv "
+                  "(8 percent of the multiply-adds); wide: also block 1's "
+                  "1x1 convs (19 percent): slower, closer to float32; auto: "
+                  "standard for TFLite, wide for ONNX Runtime, whose int8 "
+                  "kernels lose more (docs/deployment.md).")
 flags.DEFINE_float("min_psnr", None, "Floor (dB, against the Keras model, "
                    "worst verification pair) below which a quantised model "
                    "is not written.  Default: 40 for dynamic, the int8 "
@@ -167,23 +175,28 @@ def main(argv):
 
             assets.fetch("train_images", root=".", mirror=FLAGS.mirror)
         calibration = export.calibration_patches(
-            *folders, count=FLAGS.calibration_size)
-        print(f"Calibrating on {len(calibration)} training patch pairs "
-              f"(128x128) ...", flush=True)
+            *folders, count=FLAGS.calibration_size,
+            invert=FLAGS.calibration_invert)
+        print(f"Calibrating on {FLAGS.calibration_size} training patch "
+              f"pairs (128x128)"
+              + (" and their intensity inversions"
+                 if FLAGS.calibration_invert else "") + " ...", flush=True)
 
     floor = export.FLOAT_PSNR_FLOOR
     if FLAGS.quantize != "none":
         floor = FLAGS.min_psnr if FLAGS.min_psnr is not None else \
             export.QUANTIZED_PSNR_FLOORS[FLAGS.format, FLAGS.quantize]
+    float_layers = {"standard": export.INT8_FLOAT_LAYERS,
+                    "wide": export.INT8_FLOAT_LAYERS_WIDE}.get(
+                        FLAGS.int8_float)
     if FLAGS.format == "tflite":
         content = export.convert_tflite(
-            model, FLAGS.quantize, calibration,
-            float_layers=(export.INT8_FLOAT_LAYERS_WIDE
-                          if FLAGS.int8_float == "wide" else None))
+            model, FLAGS.quantize, calibration, float_layers=float_layers)
         runner = export.LiteRTFuser
         runtime = "LiteRT"
     else:
-        content = (export.convert_onnx_int8(model, calibration)
+        content = (export.convert_onnx_int8(model, calibration,
+                                            float_layers=float_layers)
                    if FLAGS.quantize == "int8" else export.convert_onnx(model))
         runner = export.OnnxFuser
         runtime = "ONNX Runtime"
