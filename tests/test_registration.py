@@ -246,3 +246,37 @@ def test_raw_pair_grid_error():
     r = register_pair(ir, vi)
     assert time.perf_counter() - t0 < 30
     assert B.grid_error(r.flow, truth["matrix"], ir.shape)[0] < 5
+
+
+def test_square_pixel_starts_when_the_aspects_differ():
+    """Frames of one aspect ratio start from the plain resize only; frames
+    of different aspect ratios also from similarities (one scale for both
+    axes) centred on both frames."""
+    from stdfusion_tf.registration import search
+
+    same = search.starts((512, 640), (1024, 1280))
+    assert len(same) == len(search.START_ANGLES) + len(search.START_SCALES)
+    other = search.starts((512, 640), (985, 1736))
+    iso = [m for m in other if np.isclose(m[0, 0], m[1, 1])]
+    assert len(iso) == 1 + len(search.START_SCALES)
+    centre_vi = np.array([(1736 - 1) / 2.0, (985 - 1) / 2.0, 1.0])
+    for m in iso:
+        assert np.allclose(m @ centre_vi, [(640 - 1) / 2.0, (512 - 1) / 2.0,
+                                           1.0])
+
+
+def test_raw_pair_narrower_field_other_aspect():
+    """A RoadScene_raw night pair whose visible crop (1211x613) shows about
+    0.78 x 0.51 of the infrared field: the plain resize is 97 px off; the
+    square-pixel starts bring it under 3 infrared px."""
+    if not RAW.is_dir():
+        pytest.skip("../shared/datasets/RoadScene_raw is not here")
+    from stdfusion_tf.registration import benchmark as B
+    stem = "FLIR_07125"
+    ir = _read(RAW / "infrared" / f"{stem}.png")
+    vi = _read(RAW / "crop_HR_visible" / f"{stem}.jpg")
+    truth = B.raw_truth(stem)
+    assert truth["ncc"] > 0.95
+    r = register_pair(ir, vi)
+    assert not r.fallback
+    assert B.grid_error(r.flow, truth["matrix"], ir.shape)[0] < 3

@@ -1,7 +1,9 @@
 """Global stage: a similarity search, then a robust affine / projective fit.
 
 1. Starts (:func:`starts`): the plain resize turned by +-7 degrees and
-   rescaled over x0.35 .. x2.8, each placed by an FFT translation search at
+   rescaled over x0.35 .. x2.8 (and, for frames of different aspect
+   ratios, centred similarities over the same scales), each placed by an
+   FFT translation search at
    ``WORK`` px (:func:`shift_search`).  Coarse search (visible image reduced
    to ``COARSE`` px on its long side) adds its best candidates:
    for every scale (infrared pixels per visible pixel, a geometric grid
@@ -173,19 +175,34 @@ def coarse_candidates(ir_pyr, vi, scales=None, angles=ANGLES, keep=4,
 # starts: the plain resize turned a little, and rescaled over x1/3 .. x3
 START_ANGLES = (0.0, -7.0, 7.0)
 START_SCALES = tuple(2.0 ** (k / 4.0) for k in range(-6, 7) if k != 0)
+# frames whose aspect ratios differ by more than this (log ratio) also get
+# isotropic starts
+ASPECT_TOLERANCE = 0.05
 
 
 def starts(ir_shape, vi_shape):
     """Starting matrices (visible pixel -> infrared pixel) about the plain
     resize: turned by ``START_ANGLES`` at its own scale, rescaled by
     ``START_SCALES`` (about the frame centres).  Each is placed by a
-    translation search (:func:`shift_search`) before refinement."""
+    translation search (:func:`shift_search`) before refinement.
+
+    When the two frames differ in aspect ratio (by more than
+    ``ASPECT_TOLERANCE``), the plain resize stretches one axis against the
+    other, which no pair of cameras with square pixels does: centred
+    similarities (one scale for both axes, the geometric mean of the
+    resize's two, and ``START_SCALES`` about it) are then tried before the
+    rescaled plain resizes."""
     base = geometry.resize_matrix(ir_shape, vi_shape)
     cv = ((vi_shape[1] - 1) / 2.0, (vi_shape[0] - 1) / 2.0)
     out = [base @ geometry.similarity(1.0, a, cv, cv) for a in START_ANGLES]
-    out += [base @ geometry.similarity(s, 0.0, cv, cv)
-            for s in START_SCALES]
-    return out
+    rescaled = [base @ geometry.similarity(s, 0.0, cv, cv)
+                for s in START_SCALES]
+    if abs(np.log(base[0, 0] / base[1, 1])) > ASPECT_TOLERANCE:
+        ci = ((ir_shape[1] - 1) / 2.0, (ir_shape[0] - 1) / 2.0)
+        s0 = float(np.sqrt(base[0, 0] * base[1, 1]))
+        out += [geometry.similarity(s0 * s, 0.0, cv, ci)
+                for s in (1.0,) + START_SCALES]
+    return out + rescaled
 
 
 def frame_score(ir_pyr, fv, m_work, shape, sigma=None):
