@@ -225,6 +225,11 @@ def frame_score(ir_pyr, fv, m_work, shape, sigma=None):
 
 ROUNDS = ((0.16, 0.05, 6.0), (0.10, 0.025, 3.0), (0.10, 0.0125, 2.0))
 FINE_ROUND = (0.08, 0.006, 1.5)  # at up to 640 px
+# the first round again with smaller patches when its large ones give too
+# few clear matches: in a dark, sparse visible image (a night pair) a large
+# patch mixes structures the infrared image does not share
+SPARSE_ROUND = (0.10, 0.05, 6.0)
+SPARSE_BELOW = 12  # clear matches
 
 
 def refine_round(ir_pyr, vw, fv, m, r, projective=True, setting=None):
@@ -243,6 +248,8 @@ def refine_round(ir_pyr, vw, fv, m, r, projective=True, setting=None):
     fi *= ir_pyr.inside(m, (hw, ww))
     ys, xs, dy, dx, q, _ = matching.match(fv, fi, patch, search, stride)
     good = q > 0.3
+    if r == 0 and setting is None and good.sum() < SPARSE_BELOW:
+        return refine_round(ir_pyr, vw, fv, m, r, projective, SPARSE_ROUND)
     if good.sum() < 6:
         return None
     src = np.stack([xs[good], ys[good]], 1)
@@ -251,9 +258,13 @@ def refine_round(ir_pyr, vw, fv, m, r, projective=True, setting=None):
     dst = np.stack([dst_x, dst_y], 1)
     # RANSAC threshold in infrared pixels at the working scale
     scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
-    a, inl = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC,
-                                  ransacReprojThreshold=thresh * scale,
-                                  maxIters=500, confidence=0.995)
+    # the sparse first round fits a similarity (4 degrees of freedom): its
+    # small patches also match by chance, and a full affine would follow
+    fit = cv2.estimateAffinePartial2D if setting is SPARSE_ROUND \
+        else cv2.estimateAffine2D
+    a, inl = fit(src, dst, method=cv2.RANSAC,
+                 ransacReprojThreshold=thresh * scale, maxIters=500,
+                 confidence=0.995)
     if a is None or inl is None or inl.sum() < 6:
         return None
     m_a = np.vstack([a, [0.0, 0.0, 1.0]])
