@@ -92,8 +92,10 @@ def exported(tmp_path_factory, two_sizes, released_arrays):
                  "--calibration_size", 8] if quantize == "int8" else []
         proc = _export(tmp, out, flags, "--format", fmt, "--quantize",
                        quantize, *extra)
-        assert proc.returncode == 0, (name, proc.stderr[-3000:])
-        logs[name] = proc.stdout
+        if proc.returncode != 0:  # pytest.fail: the whole message shown
+            pytest.fail(f"{name}: exit {proc.returncode}\n"
+                        f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        logs[name] = proc.stdout + proc.stderr
     pairs = export.test_pairs(tmp / "ir", tmp / "vi")
     return out, pairs, logs
 
@@ -253,6 +255,26 @@ def test_write_verified_refuses_below_floor(tmp_path, two_sizes):
     diff, low = export.write_verified(target, b"new", exact, reference,
                                       two_sizes, 60)
     assert target.read_bytes() == b"new" and diff == 0 and low == np.inf
+
+
+def test_write_verified_second_session(tmp_path, two_sizes, capfd):
+    """A runtime whose first session is wrong and whose second is right:
+    written, with a warning giving both figures."""
+    target = tmp_path / "m.onnx"
+    reference = [ir for ir, _ in two_sizes]
+    sessions = []
+
+    def flaky(path):
+        sessions.append(path)
+        bad = len(sessions) == 1
+        return lambda ir, vi: ir + (0.1 if bad else 0.0)
+
+    diff, low = export.write_verified(target, b"new", flaky, reference,
+                                      two_sizes, 60)
+    assert len(sessions) == 2 and low == np.inf
+    assert target.read_bytes() == b"new"
+    err = capfd.readouterr().err
+    assert "warning:" in err and "new runtime session inf dB" in err
 
 
 # ------------------------------------------------------------ command --
