@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from stdfusion_tf import cli  # noqa: E402,F401  (quiet TensorFlow)
+from bench.released import released_and_data  # noqa: E402
 from bench.timing import timed  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -45,14 +46,11 @@ def main(argv):
     del argv
     import importlib.util
 
-    from stdfusion_tf import assets, export
+    from stdfusion_tf import export
     from stdfusion_tf.fusion import Fuser, bf16_supported
     from stdfusion_tf.loading import load_model
 
-    mirror = assets.mirror_or_shared("jiayi-ma-29")
-    checkpoint = FLAGS.checkpoint or assets.ensure_weights(mirror=mirror)
-    assets.ensure_test_data(mirror=mirror)
-    root = str(assets.PROJECT_ROOT)
+    checkpoint, root, train = released_and_data(FLAGS.checkpoint)
     pairs = export.test_pairs(os.path.join(root, "Test_ir"),
                               os.path.join(root, "Test_vi"))
     ir, vi = pairs[5]  # 06.bmp, TNO, 620x450
@@ -61,10 +59,6 @@ def main(argv):
     cases = [("620x450 (TNO 06)", (ir, vi)),
              ("256x256 crop", (ir[r:r + 256, c:c + 256],
                                vi[r:r + 256, c:c + 256]))]
-    train = [os.path.join(root, d) for d in ("Train_ir", "Train_vi")]
-    if not all(os.path.isdir(d) for d in train):
-        train_mirror = assets.mirror_or_shared("train_images")
-        assets.fetch("train_images", root=root, mirror=train_mirror)
 
     model = load_model(checkpoint)
     paths = [("Keras float32", Fuser(model))]

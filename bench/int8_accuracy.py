@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from stdfusion_tf import cli  # noqa: E402,F401  (quiet TensorFlow)
+from bench.released import released_and_data  # noqa: E402
 from bench.timing import timed  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -68,18 +69,11 @@ def _names(ir_dir, vi_dir):
 
 def main(argv):
     del argv
-    from stdfusion_tf import assets, export
+    from stdfusion_tf import export
     from stdfusion_tf.fusion import Fuser
     from stdfusion_tf.loading import load_model
 
-    mirror = assets.mirror_or_shared("jiayi-ma-29")
-    checkpoint = FLAGS.checkpoint or assets.ensure_weights(mirror=mirror)
-    assets.ensure_test_data(mirror=mirror)
-    root = str(assets.PROJECT_ROOT)
-    train = [os.path.join(root, d) for d in ("Train_ir", "Train_vi")]
-    if not all(os.path.isdir(d) for d in train):
-        assets.fetch("train_images", root=root,
-                     mirror=assets.mirror_or_shared("train_images"))
+    checkpoint, root, train = released_and_data(FLAGS.checkpoint)
     sets = {"test pairs": [os.path.join(root, d)
                            for d in ("Test_ir", "Test_vi")],
             "TNO42": _tno42(root)}

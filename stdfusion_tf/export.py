@@ -16,8 +16,8 @@ dequantises its output inside, so callers feed floats to every model.
 * ``stdfusion.tflite`` (float32), ``stdfusion_dynamic_range.tflite``
   (int8 weights, float activations), ``stdfusion_int8.tflite`` (int8
   weights per channel and int8 activations calibrated on training patches
-  and their intensity inversions; the layers listed in ``INT8_FLOAT_LAYERS`` stay float) -- run with LiteRT
-  (``ai-edge-litert``).
+  and their intensity inversions; the layers listed in
+  ``INT8_FLOAT_LAYERS`` stay float) -- run with LiteRT (``ai-edge-litert``).
 * ``stdfusion.onnx`` (opset ``ONNX_OPSET``, converted by tf2onnx) -- run
   with ONNX Runtime.
 
@@ -34,6 +34,7 @@ floor for quantised ones); otherwise the target is left as it was.
 
 import os
 import re
+import sys
 
 import numpy as np
 
@@ -294,7 +295,6 @@ def convert_tflite(model, quantize="none", calibration=None,
 
 
 def _convert_tflite(converter, quantize, calibration, float_layers):
-
     import tensorflow as tf
 
     if quantize == "none":
@@ -555,8 +555,6 @@ def write_verified(path, content, runner, reference, pairs, floor):
     PSNR); raises ``InputError`` (``path`` untouched) below the floor."""
     from .errors import InputError
     from .fileio import atomic_output
-
-    import sys
 
     with atomic_output(path, suffix=os.path.splitext(str(path))[1]) as tmp:
         with open(tmp, "wb") as f:

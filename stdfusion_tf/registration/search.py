@@ -3,8 +3,7 @@
 1. Starts (:func:`starts`): the plain resize turned by +-7 degrees and
    rescaled over x0.35 .. x2.8 (and, for frames of different aspect
    ratios, centred similarities over the same scales), each placed by an
-   FFT translation search at
-   ``WORK`` px (:func:`shift_search`).  Coarse search (visible image reduced
+   FFT translation search at ``WORK`` px (:func:`shift_search`).  Coarse search (visible image reduced
    to ``COARSE`` px on its long side) adds its best candidates:
    for every scale (infrared pixels per visible pixel, a geometric grid
    around the plain resize, x1/3 .. x3) and rotation (+-15 degrees) the
@@ -384,11 +383,12 @@ def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
     if not done:
         scored.sort(key=lambda t: (-t[0], -t[1]))
         final.append(scored[0][:4])
-        # the best first-round candidates not refined yet
-        for c in [c for c in scored if not c[4]][:max(0, keep - len(
-                [c for c in scored if c[4]]))]:
+        # the best first-round candidates not refined yet, up to ``keep``
+        # refined in all
+        refined = sum(c[4] for c in scored)
+        for c in [c for c in scored if not c[4]][:max(0, keep - refined)]:
             full(c[3])
-    count, score, frac, m = max(final, key=lambda t: (t[0], t[1]))
+    count, score, frac, m = max(final, key=lambda t: t[:2])
     return score, m, frac, count
 
 
