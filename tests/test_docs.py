@@ -18,7 +18,9 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 DEV_LOG = re.compile(
     r"\b(this|that|several|a|the|earlier|later) sessions?\b"
     r"|\bthe issue'?s\b|\bissues? #?\d+|#\d{2,}\b"
-    r"|not yet shown|what ran instead",
+    # progress reports ("not yet" + a verb of showing or measuring; what
+    # was run in place of something)
+    r"|\bnot yet (shown|measured|run|done)\b|\bran instead\b",
     re.IGNORECASE)
 
 
