@@ -282,3 +282,50 @@ def test_raw_night_pair_narrower_field_other_aspect(stem):
     r = register_pair(ir, vi)
     assert not r.fallback
     assert B.grid_error(r.flow, truth["matrix"], ir.shape)[0] < 3
+
+
+def _brute_match(ref, mov, gy, gx, patch, search):
+    """Normalised correlation of every patch at every shift, directly."""
+    n = 2 * search + 1
+    out = np.zeros((len(gy), n, n))
+    half = (patch + 2 * search) // 2
+    for k, (cy, cx) in enumerate(zip(gy.astype(int), gx.astype(int))):
+        y0, x0 = cy - half + search, cx - half + search
+        r = ref[y0:y0 + patch, x0:x0 + patch]
+        for a in range(n):
+            for b in range(n):
+                m = mov[y0 - search + a:y0 - search + a + patch,
+                        x0 - search + b:x0 - search + b + patch]
+                num = np.sum(r.real * m.real + r.imag * m.imag)
+                den = np.sqrt(np.sum(np.abs(r) ** 2) * np.sum(np.abs(m) ** 2))
+                out[k, a, b] = num / (den + 1e-30)
+    return out
+
+
+def test_patch_matching_equals_direct_correlation():
+    """The batched FFT correlation (cached reference spectra, integral-image
+    energies, partial inverse) gives the peaks a direct sum gives, twice in
+    a row on one reference (the second call reuses its spectra)."""
+    from stdfusion_tf.registration import features, matching
+    rng = np.random.default_rng(3)
+    a = cv2.GaussianBlur(rng.random((70, 90)).astype(np.float32), (0, 0), 1.5)
+    fa = features.orientation(a)
+    for shift in ((2, -1), (-3, 2)):
+        fb = features.orientation(np.roll(a, shift, (0, 1)))
+        ys, xs, dy, dx, q, _ = matching.match(fa, fb, 16, 4, 12)
+        direct = _brute_match(fa, fb, ys, xs, 16, 4)
+        best = direct.reshape(len(ys), -1)
+        k = best.argmax(1)
+        py, px = np.divmod(k, 9)
+        inner = (py > 0) & (py < 8) & (px > 0) & (px < 8)
+        assert inner.sum() >= len(ys) // 2
+        np.testing.assert_array_equal(np.round(dy[inner]),
+                                      py[inner] - 4)
+        np.testing.assert_array_equal(np.round(dx[inner]),
+                                      px[inner] - 4)
+        np.testing.assert_allclose(q[inner], best.max(1)[inner], atol=1e-5)
+        # away from the wrapped border the shift is the roll's
+        mid = inner & (ys > 20) & (ys < 50) & (xs > 20) & (xs < 70)
+        assert mid.any()
+        np.testing.assert_allclose(dy[mid], shift[0], atol=0.05)
+        np.testing.assert_allclose(dx[mid], shift[1], atol=0.05)

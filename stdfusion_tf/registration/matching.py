@@ -8,8 +8,13 @@ into point pairs for a robust affine / projective fit; the dense stage
 smooths them into a field.
 """
 
+import weakref
+
 import numpy as np
 import scipy.fft as sfft
+
+# threads for the batched FFTs (all cores: the patches are independent)
+FFT_WORKERS = -1
 
 
 def _windows(array, centres_y, centres_x, size):
@@ -27,6 +32,35 @@ def _parabola(left, centre, right):
     with np.errstate(divide="ignore", invalid="ignore"):
         off = np.where(den < 0, 0.5 * (left - right) / den, 0.0)
     return np.clip(off, -0.5, 0.5)
+
+
+# The reference (the visible features) stays the same through a pair's many
+# calls -- candidates of one round, the dense stage's two runs -- so its
+# patches' spectra are kept, per array and patch grid, while the array
+# lives.  Keyed by id(): the weak reference checks the entry belongs to the
+# same object and drops it when the array is freed.  Feature maps are never
+# changed in place.
+_SPECTRA = {}
+
+
+def _reference(ref, gy, gx, patch, search, stride, win, fft):
+    """(FFT of the zero-padded reference patches [N, fft, fft], their
+    energies [N]) for this grid, computed once per ``ref`` array."""
+    key = id(ref)
+    entry = _SPECTRA.get(key)
+    if entry is None or entry[0]() is not ref:
+        entry = (weakref.ref(ref, lambda _, k=key: _SPECTRA.pop(k, None)),
+                 {})
+        _SPECTRA[key] = entry
+    grid = (patch, search, stride, fft)
+    if grid not in entry[1]:
+        rp = np.zeros((len(gy), win, win), np.complex64)
+        rp[:, :patch, :patch] = _windows(ref, gy, gx, win)[
+            :, search:search + patch, search:search + patch]
+        fr = sfft.fft2(rp, s=(fft, fft), axes=(1, 2), workers=FFT_WORKERS)
+        er = np.sum(rp.real ** 2 + rp.imag ** 2, axis=(1, 2))
+        entry[1][grid] = (fr, er)
+    return entry[1][grid]
 
 
 def match(ref, mov, patch, search, stride, min_energy=None):
@@ -52,24 +86,27 @@ def match(ref, mov, patch, search, stride, min_energy=None):
     gy, gx = np.meshgrid(ys, xs, indexing="ij")
     gy, gx = gy.ravel(), gx.ravel()
     mw = _windows(mov, gy, gx, win).astype(np.complex64)  # [N, win, win]
-    rp = np.zeros_like(mw)
-    rp[:, :patch, :patch] = _windows(ref, gy, gx, win)[
-        :, search:search + patch, search:search + patch]
     # circular correlation of size ``fft`` >= win: shifts 0..2 search are
     # free of wrap-around since the reference patch is patch <= win - 2s
     fft = sfft.next_fast_len(win)
-    fr = sfft.fft2(rp, s=(fft, fft), axes=(1, 2))
-    fm = sfft.fft2(mw, s=(fft, fft), axes=(1, 2))
-    corr = sfft.ifft2(np.conj(fr) * fm, axes=(1, 2)).real
+    fr, er = _reference(ref, gy, gx, patch, search, stride, win, fft)
+    fm = sfft.fft2(mw, s=(fft, fft), axes=(1, 2), workers=FFT_WORKERS)
+    # only shifts 0..2 search are wanted: invert along the columns, keep
+    # those n, then invert the rows of just them (the full 2-D inverse
+    # would transform fft columns where n are used)
     n = 2 * search + 1
-    corr = corr[:, :n, :n]
-    # moving energy under the patch for every shift (box sums)
-    e = mw.real ** 2 + mw.imag ** 2
-    c = np.zeros((e.shape[0], win + 1, win + 1), np.float32)
-    c[:, 1:, 1:] = e.cumsum(1).cumsum(2)
-    box = (c[:, patch:patch + n, patch:patch + n] - c[:, :n, patch:patch + n]
-           - c[:, patch:patch + n, :n] + c[:, :n, :n])
-    er = np.sum(rp.real ** 2 + rp.imag ** 2, axis=(1, 2))
+    corr = sfft.ifft(np.conj(fr) * fm, axis=2, workers=FFT_WORKERS)[:, :, :n]
+    corr = sfft.ifft(corr, axis=1, workers=FFT_WORKERS)[:, :n, :].real
+    # moving energy under the patch for every shift: box sums from one
+    # integral image of the whole map (the windows overlap, so summing each
+    # window on its own would repeat most of the work)
+    e = mov.real.astype(np.float64) ** 2 + mov.imag.astype(np.float64) ** 2
+    integral = np.zeros((h + 1, w + 1))
+    integral[1:, 1:] = e.cumsum(0).cumsum(1)
+    corners = np.lib.stride_tricks.sliding_window_view(integral, (n, n))
+    oy, ox = gy - half, gx - half
+    box = (corners[oy + patch, ox + patch] - corners[oy, ox + patch]
+           - corners[oy + patch, ox] + corners[oy, ox]).astype(np.float32)
     norm = corr / np.sqrt(er[:, None, None] * np.maximum(box, 0) + 1e-9)
     flat = norm.reshape(len(norm), -1)
     k = flat.argmax(1)
