@@ -35,6 +35,8 @@ from . import fileio, images, progress
 from .errors import InputError
 
 METHODS = ("auto", "global", "dense", "none")
+# the global stage's transform (``registration.MODELS``)
+MODELS = ("similarity", "affine", "projective")
 
 
 # ----------------------------------------------------------- checking --
@@ -69,10 +71,13 @@ def check_pairs(ir_dir, vi_dir):
     return stems, paths, sizes
 
 
-def check_method(method):
+def check_method(method, model="similarity"):
     if method not in METHODS:
         raise InputError(None, f"--method must be one of {', '.join(METHODS)}"
                          f", got {method!r}")
+    if model not in MODELS:
+        raise InputError(None, f"--model must be one of {', '.join(MODELS)}"
+                         f", got {model!r}")
 
 
 # -------------------------------------------------------- registering --
@@ -85,7 +90,8 @@ def read_unit_pair(ir_path, vi_path, ir_range="minmax"):
     return ir, vi
 
 
-def register(ir, vi, method="auto", name=None, report=None):
+def register(ir, vi, method="auto", name=None, report=None,
+             model="similarity"):
     """``registration.register_pair`` with the pair's name on its errors and
     a line on ``report`` (default stderr) when the fallback was taken.
     ``ir``, ``vi``: [H, W] float32 in [0, 1]."""
@@ -93,7 +99,8 @@ def register(ir, vi, method="auto", name=None, report=None):
 
     try:
         result = register_pair(np.asarray(ir, np.float32),
-                               np.asarray(vi, np.float32), method=method)
+                               np.asarray(vi, np.float32), method=method,
+                               model=model)
     except InputError as exc:
         if exc.path is None and name is not None:
             raise InputError(name, exc.problem) from exc
@@ -115,7 +122,8 @@ def to_uint8(x):
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 
-def transform_record(result, ir_path, vi_path, ir_shape, vi_shape, method):
+def transform_record(result, ir_path, vi_path, ir_shape, vi_shape, method,
+                     model="similarity"):
     """The ``transform/<stem>.json`` content."""
     matrix = getattr(result, "matrix", None)
     return {
@@ -130,6 +138,7 @@ def transform_record(result, ir_path, vi_path, ir_shape, vi_shape, method):
         "confidence": float(result.confidence),
         "fallback": bool(result.fallback),
         "method_requested": method,
+        "model": model,
         "method": str(result.method),
         "seconds": float(result.seconds),
     }
@@ -168,12 +177,13 @@ def output_paths(output_dir, stem):
 
 
 def register_folders(ir_dir, vi_dir, output_dir, method="auto",
-                     ir_range="minmax", verbose=1, report=None):
+                     ir_range="minmax", verbose=1, report=None,
+                     model="similarity"):
     """Register every pair of two folders (matched by file stem, any sizes)
     and write the three outputs per pair (module docstring).  Returns
     ``[(stem, result)]``; ``report(line)`` gets a line per pair that fell
-    back (default: stderr)."""
-    check_method(method)
+    back (default: stderr).  ``model``: the global transform (``MODELS``)."""
+    check_method(method, model)
     images.parse_ir_range(ir_range)
     stems, paths, sizes = check_pairs(ir_dir, vi_dir)
     targets = [p for s in stems for p in output_paths(output_dir, s)]
@@ -190,14 +200,16 @@ def register_folders(ir_dir, vi_dir, output_dir, method="auto",
         for i, (stem, (ir_path, vi_path)) in enumerate(zip(stems, paths)):
             ir, vi = read_unit_pair(ir_path, vi_path, ir_range)
             start = time.perf_counter()
-            result = register(ir, vi, method, name=ir_path, report=report)
+            result = register(ir, vi, method, name=ir_path, report=report,
+                              model=model)
             seconds = time.perf_counter() - start
             flow = check_flow(result.flow, vi.shape, ir_path)
             png, npy, js = output_paths(output_dir, stem)
             images.save_image(to_uint8(result.warped), out.stage(png))
             save_npy(flow, out.stage(npy))
             save_json(transform_record(result, ir_path, vi_path, ir.shape,
-                                       vi.shape, method), out.stage(js))
+                                       vi.shape, method, model),
+                      out.stage(js))
             done.append((stem, result))
             bar.update(i + 1, values=[("seconds", seconds)])
     return done

@@ -28,11 +28,20 @@ flags.DEFINE_string("vi_dir", None, "Folder of visible images, paired with "
 flags.DEFINE_string("output_dir", None, "Where the registered infrared "
                     "images (<name>.png), flow/ and transform/ go.")
 flags.DEFINE_enum("method", "auto", ["auto", "global", "dense", "none"],
-                  "auto: global (similarity / affine / homography) then "
+                  "auto: global (see --model) then "
                   "dense refinement; global: the global stage only; dense: "
                   "the dense stage only (pairs of the same size); none: the "
                   "infrared image resized to the visible size (the plain "
                   "no-registration baseline).")
+flags.DEFINE_enum("model", "similarity", ["similarity", "affine",
+                                            "projective"],
+                  "The global transform: similarity (rotation, one scale, "
+                  "shift: two cameras with square pixels side by side), "
+                  "affine (also shear and a scale per axis: images resized "
+                  "anisotropically) or projective (a homography where it "
+                  "scores better: cameras at an angle to each other "
+                  "looking at a plane).  The dense stage of 'auto' takes up "
+                  "what the global transform leaves.")
 flags.DEFINE_string("ir_range", "minmax", "How 16-bit and float infrared "
                     "images are mapped to 0..255: minmax or percentile:P "
                     "(as stdfusion-fuse).  8-bit images are read as they "
@@ -47,7 +56,7 @@ def main(argv):
         raise flags.UnrecognizedFlagError(argv[1])
     done = registering.register_folders(
         FLAGS.ir_dir, FLAGS.vi_dir, FLAGS.output_dir, method=FLAGS.method,
-        ir_range=FLAGS.ir_range)
+        ir_range=FLAGS.ir_range, model=FLAGS.model)
     fell_back = [stem for stem, r in done if r.fallback]
     seconds = [r.seconds for _, r in done]
     print(f"Registered {len(done)} pairs into "

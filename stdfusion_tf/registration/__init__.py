@@ -24,7 +24,9 @@ range; [0, 1] expected).  The result:
 
 Methods: ``auto`` (global + dense), ``global``, ``dense`` (dense only, for
 pairs of one size), ``none`` (resize the infrared image to the visible
-size: the no-registration baseline).  See docs/registration.md.
+size: the no-registration baseline).  ``model``: the global stage's
+transform, ``similarity`` (default: rotation, one scale, shift), ``affine``
+or ``projective`` (:data:`MODELS`).  See docs/registration.md.
 """
 
 import dataclasses
@@ -38,9 +40,11 @@ from . import dense as _dense
 from . import features, geometry, search
 from .geometry import apply_flow
 
-__all__ = ["Registration", "register_pair", "apply_flow", "METHODS"]
+__all__ = ["Registration", "register_pair", "apply_flow", "METHODS",
+           "MODELS"]
 
 METHODS = ("auto", "global", "dense", "none")
+MODELS = search.MODELS
 MIN_SIDE = 16
 # the result must agree with this many structured patches, this fraction
 # of those inside the infrared image, and with more patches than the plain
@@ -106,7 +110,7 @@ def _result(ir, vi_shape, m, residual_full, score, fallback, method, t0,
                         float(base_score))
 
 
-def register_pair(ir, vi, method="auto"):
+def register_pair(ir, vi, method="auto", model="similarity"):
     """Register the infrared image ``ir`` to the visible image ``vi``
     (see the module docstring).  Raises InputError for a featureless or
     too small image."""
@@ -114,6 +118,9 @@ def register_pair(ir, vi, method="auto"):
     if method not in METHODS:
         raise InputError(None, f"unknown registration method {method!r} "
                          f"(one of {', '.join(METHODS)})")
+    if model not in MODELS:
+        raise InputError(None, f"unknown global model {model!r} "
+                         f"(one of {', '.join(MODELS)})")
     ir = _prepare(ir, "infrared")
     vi = _prepare(vi, "visible")
     base = geometry.resize_matrix(ir.shape, vi.shape)
@@ -157,13 +164,14 @@ def register_pair(ir, vi, method="auto"):
             unshifted=len(search.START_ANGLES),
             shifted=len(starts) - len(search.START_ANGLES),
             more=lambda: [m @ to_vi for _, m in
-                          search.coarse_candidates(pyr, vi)])
+                          search.coarse_candidates(pyr, vi)],
+            model=model)
         m = m_w @ np.linalg.inv(to_vi)
         # a last round at up to DENSE_WORK px, where a pixel is finer
         if vd.shape != vw.shape:
             fvd_g = features.orientation(vd, search.SIGMA)
             md = search.refine_round(pyr, vd, fvd_g, m @ to_vd, len(
-                search.ROUNDS), setting=search.FINE_ROUND)
+                search.ROUNDS), model, setting=search.FINE_ROUND)
             if md is not None:
                 s_old = search.frame_score(pyr, fvd_g, m @ to_vd,
                                            vd.shape)[0]
