@@ -2,7 +2,7 @@
 
     python bench/registration.py --dataset roadscene --level hard \
         [--every 1] [--seed 0] [--jsonl rows.jsonl]
-    python bench/registration.py --dataset raw
+    python bench/registration.py --dataset raw [--vi_size 640x512]
 
 ``--dataset roadscene|tno42``: each aligned infrared image of
 ``../shared/datasets/<set>/ir`` is deformed at ``--level``
@@ -12,7 +12,10 @@ image; error = EPE (px) against the flow that undoes the deformation.
 ``--dataset raw``: the 60 real pairs of ``../shared/datasets/RoadScene_raw``
 (raw 640x512 infrared against the high-resolution visible crop); error =
 the mean distance, in infrared pixels, between the predicted and the true
-infrared position on a grid of visible pixels (ground truth:
+infrared position on a grid of visible pixels; ``--vi_size WxH`` first
+resizes the visible crop (area) to that size, as a user who brought both
+images to one size would (another aspect ratio: the pair is then related
+by an affine), the truth following the resize (ground truth:
 ``stdfusion_tf.registration.benchmark``, cached under runs/).
 
 Each pair is registered once with the default method (``auto``); three
@@ -48,15 +51,25 @@ def main():
                    help="use every N-th pair (a quick subset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jsonl", default=None)
+    p.add_argument("--vi_size", default=None,
+                   help="WxH: (raw pairs) resize the visible crop to this "
+                        "size first, e.g. 640x512 (the infrared frame's "
+                        "size, another aspect ratio)")
     args = p.parse_args()
     todo = B.pairs(args.dataset)[::args.every]
+    vi_size = None
+    if args.vi_size:
+        if args.dataset != "raw":
+            p.error("--vi_size is for --dataset raw")
+        w, h = (int(v) for v in args.vi_size.lower().split("x"))
+        vi_size = (h, w)
     methods = ["none", "global", "auto"]
     rows = {m: [] for m in methods}
     out = open(args.jsonl, "a") if args.jsonl else None
     for i, (stem, ir_path, vi_path) in enumerate(todo):
         line = []
         res = B.run_pair(args.dataset, stem, ir_path, vi_path, args.level,
-                         args.seed)
+                         args.seed, vi_size)
         for m in methods:
             r = res[m]
             rows[m].append(r)

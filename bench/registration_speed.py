@@ -3,6 +3,7 @@ default method (``register_pair(ir, vi, "auto")``) against MRRN, same run,
 same pairs, same threads.
 
     python bench/registration_speed.py [--pairs 3] [--runs 5] [--method auto]
+        [--model auto]
 
 Pairs: the first ``--pairs`` names of ``../shared/datasets/RoadScene_raw``
 (``--raw_dir``): the raw 640x512 FLIR infrared frame and the visible
@@ -44,6 +45,8 @@ def define_flags():
     flags.DEFINE_integer("pairs", 3, "RoadScene_raw pairs (first names).")
     flags.DEFINE_integer("runs", 5, "Timed rounds after one warm-up.")
     flags.DEFINE_string("method", "auto", "Registration method to time.")
+    flags.DEFINE_string("model", "auto", "Global model (register_pair's "
+                        "model=): auto, similarity, affine, projective.")
     flags.DEFINE_string("raw_dir", os.path.join(
         SHARED, "datasets", "RoadScene_raw"), "RoadScene_raw folder "
         "(infrared/, crop_HR_visible/).")
@@ -93,13 +96,14 @@ def stats(values):
 
 
 def benchmark(pairs_count, runs, method, raw_dir, mirror, with_mrrn,
-              out=print):
+              model="auto", out=print):
     import cv2
 
     from stdfusion_tf.registration import register_pair
 
     names, pairs = load_pairs(raw_dir, pairs_count)
-    sides = {"ours": lambda ir, vi: register_pair(ir, vi, method)}
+    sides = {"ours": lambda ir, vi: register_pair(ir, vi, method,
+                                                  model=model)}
     tf_note = ""
     if with_mrrn:
         import tensorflow as tf
@@ -130,7 +134,7 @@ def benchmark(pairs_count, runs, method, raw_dir, mirror, with_mrrn,
         f"{'interleaved ' if with_mrrn else ''}rounds after 1 warm-up, "
         "median [min-max] of the mean seconds per pair")
     out(f"{'':19}{'wall':>24}{'CPU (all threads)':>28}")
-    out(f"  ours ({method})".ljust(19) + f"{stats(times['ours']):>24}"
+    out(f"  ours ({method}, {model})".ljust(19) + f"{stats(times['ours']):>24}"
         f"{stats(cpu['ours']):>28}")
     if with_mrrn:
         out(f"  MRRN (reg_0800)  {stats(times['MRRN']):>24}"
@@ -148,7 +152,7 @@ def benchmark(pairs_count, runs, method, raw_dir, mirror, with_mrrn,
 def main(argv):
     del argv
     benchmark(FLAGS.pairs, FLAGS.runs, FLAGS.method, FLAGS.raw_dir,
-              FLAGS.mirror, FLAGS.mrrn,
+              FLAGS.mirror, FLAGS.mrrn, FLAGS.model,
               out=lambda line: print(line, flush=True))
 
 

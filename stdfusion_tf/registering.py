@@ -36,7 +36,7 @@ from .errors import InputError
 
 METHODS = ("auto", "global", "dense", "none")
 # the global stage's transform (``registration.MODELS``)
-MODELS = ("similarity", "affine", "projective")
+MODELS = ("auto", "similarity", "affine", "projective")
 
 
 # ----------------------------------------------------------- checking --
@@ -71,7 +71,7 @@ def check_pairs(ir_dir, vi_dir):
     return stems, paths, sizes
 
 
-def check_method(method, model="similarity"):
+def check_method(method, model="auto"):
     if method not in METHODS:
         raise InputError(None, f"--method must be one of {', '.join(METHODS)}"
                          f", got {method!r}")
@@ -91,7 +91,7 @@ def read_unit_pair(ir_path, vi_path, ir_range="minmax"):
 
 
 def register(ir, vi, method="auto", name=None, report=None,
-             model="similarity"):
+             model="auto"):
     """``registration.register_pair`` with the pair's name on its errors and
     a line on ``report`` (default stderr) when the fallback was taken.
     ``ir``, ``vi``: [H, W] float32 in [0, 1]."""
@@ -123,7 +123,7 @@ def to_uint8(x):
 
 
 def transform_record(result, ir_path, vi_path, ir_shape, vi_shape, method,
-                     model="similarity"):
+                     model="auto"):
     """The ``transform/<stem>.json`` content."""
     matrix = getattr(result, "matrix", None)
     return {
@@ -178,7 +178,7 @@ def output_paths(output_dir, stem):
 
 def register_folders(ir_dir, vi_dir, output_dir, method="auto",
                      ir_range="minmax", verbose=1, report=None,
-                     model="similarity"):
+                     model="auto"):
     """Register every pair of two folders (matched by file stem, any sizes)
     and write the three outputs per pair (module docstring).  Returns
     ``[(stem, result)]``; ``report(line)`` gets a line per pair that fell

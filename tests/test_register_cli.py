@@ -71,7 +71,7 @@ def test_writes_the_three_files_of_the_contract(registered):
     assert isinstance(record["confidence"], float)
     assert isinstance(record["fallback"], bool)
     assert record["visible_size"] == list(VI_SIZE)
-    assert record["model"] == "similarity"
+    assert record["model"] == "auto"
     assert record["infrared_size"] == list(IR_SIZE)
     assert "Registered 1 pairs" in proc.stdout
     # nothing else: no temporary files left behind
@@ -170,7 +170,7 @@ def test_a_failure_half_way_leaves_the_previous_outputs(tmp_path,
     real = registering.register
 
     def failing(ir, vi, method="auto", name=None, report=None,
-                model="similarity"):
+                model="auto"):
         if str(name).endswith("b.png"):
             raise InputError(name, "simulated failure")
         return real(ir, vi, "none", name, report, model)

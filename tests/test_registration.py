@@ -336,9 +336,9 @@ def test_patch_matching_equals_direct_correlation():
 def test_similarity_model_where_the_structure_is_a_band():
     """TNO42 pair 13 at the easy level (a shift and an elastic field): its
     structure is a horizontal band, across which an affine's vertical scale
-    is free.  The default similarity lands near the truth; the affine fit
-    drifts to a vertical scale of ~0.83 and ends far worse than no
-    registration, which is why the similarity is the default."""
+    is free.  The default (``auto``) keeps the similarity here, which stays
+    near no registration; the affine fit drifts to a vertical scale of
+    ~0.83 and ends far worse than no registration."""
     from stdfusion_tf.registration import benchmark as B
 
     tno = SHARED / "datasets" / "TNO42"
@@ -356,3 +356,30 @@ def test_similarity_model_where_the_structure_is_a_band():
     assert abs(a[:, 0] @ a[:, 1]) < 1e-6
     assert e_sim < none + 0.5, (e_sim, none)
     assert e_aff > e_sim + 5, (e_aff, e_sim)
+
+
+def test_auto_model_takes_the_affine_for_a_resized_pair():
+    """A real pair whose visible crop was resized to the infrared frame's
+    640x512 (another aspect ratio): the two are related by an affine, the
+    similarity finds nothing and falls back; the default ``auto`` model
+    takes the affine, within 3 infrared px of the ground truth."""
+    from stdfusion_tf.registration import benchmark as B
+
+    if not RAW.is_dir():
+        pytest.skip("../shared/datasets/RoadScene_raw is not beside the "
+                    "project")
+    stem = "FLIR_04688"
+    pairs = {s: (i, v) for s, i, v in B.pairs("raw")}
+    ir_path, vi_path = pairs[stem]
+    ir, vi0 = B.read01(ir_path), B.read01(vi_path)
+    vi = cv2.resize(vi0, (640, 512), interpolation=cv2.INTER_AREA)
+    truth = B.raw_truth(stem)["matrix"] @ geometry.resize_matrix(
+        vi0.shape, vi.shape)
+    sim = register_pair(ir, vi, "global", model="similarity")
+    auto = register_pair(ir, vi, "global")
+    assert sim.fallback
+    assert not auto.fallback
+    assert B.grid_error(auto.flow, truth, ir.shape)[0] < 3.0
+    a = auto.matrix[:2, :2]
+    # an affine: the axes' scales differ (the crop's aspect was changed)
+    assert abs(np.linalg.norm(a[:, 0]) / np.linalg.norm(a[:, 1]) - 1) > 0.05

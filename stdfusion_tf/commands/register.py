@@ -33,15 +33,17 @@ flags.DEFINE_enum("method", "auto", ["auto", "global", "dense", "none"],
                   "the dense stage only (pairs of the same size); none: the "
                   "infrared image resized to the visible size (the plain "
                   "no-registration baseline).")
-flags.DEFINE_enum("model", "similarity", ["similarity", "affine",
-                                            "projective"],
-                  "The global transform: similarity (rotation, one scale, "
-                  "shift: two cameras with square pixels side by side), "
-                  "affine (also shear and a scale per axis: images resized "
-                  "anisotropically) or projective (a homography where it "
-                  "scores better: cameras at an angle to each other "
-                  "looking at a plane).  The dense stage of 'auto' takes up "
-                  "what the global transform leaves.")
+flags.DEFINE_enum("model", "auto", ["auto", "similarity", "affine",
+                                      "projective"],
+                  "The global transform.  similarity: rotation, one scale, "
+                  "shift (two cameras with square pixels side by side); "
+                  "affine: also shear and a scale per axis (images resized "
+                  "to a common size from different aspect ratios); "
+                  "projective: a homography where it scores better "
+                  "(cameras at an angle looking at a plane); auto: the "
+                  "similarity, or the affine where clearly more of the "
+                  "image agrees with it.  The dense stage of --method auto "
+                  "takes up what the global transform leaves.")
 flags.DEFINE_string("ir_range", "minmax", "How 16-bit and float infrared "
                     "images are mapped to 0..255: minmax or percentile:P "
                     "(as stdfusion-fuse).  8-bit images are read as they "

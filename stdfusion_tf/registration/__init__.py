@@ -25,8 +25,10 @@ range; [0, 1] expected).  The result:
 Methods: ``auto`` (global + dense), ``global``, ``dense`` (dense only, for
 pairs of one size), ``none`` (resize the infrared image to the visible
 size: the no-registration baseline).  ``model``: the global stage's
-transform, ``similarity`` (default: rotation, one scale, shift), ``affine``
-or ``projective`` (:data:`MODELS`).  See docs/registration.md.
+transform, ``similarity`` (rotation, one scale, shift), ``affine``,
+``projective`` or ``auto`` (the default: the similarity, or an affine where
+clearly more patches agree with it; :data:`MODELS`).  See
+docs/registration.md.
 """
 
 import dataclasses
@@ -59,6 +61,9 @@ KEEP_MARGIN = 0.02
 # the plain resize's dense field is used only where the result is this
 # similar to the visible image (unrelated images score below 0.1)
 MIN_DENSE_SIMILARITY = 0.12
+# a confident global result this far (mean, infrared px) from the plain
+# resize is compared with the plain resize without its dense field
+FAR = 20.0
 
 
 @dataclasses.dataclass
@@ -110,7 +115,7 @@ def _result(ir, vi_shape, m, residual_full, score, fallback, method, t0,
                         float(base_score))
 
 
-def register_pair(ir, vi, method="auto", model="similarity"):
+def register_pair(ir, vi, method="auto", model="auto"):
     """Register the infrared image ``ir`` to the visible image ``vi``
     (see the module docstring).  Raises InputError for a featureless or
     too small image."""
@@ -171,7 +176,8 @@ def register_pair(ir, vi, method="auto", model="similarity"):
         if vd.shape != vw.shape:
             fvd_g = features.orientation(vd, search.SIGMA)
             md = search.refine_round(pyr, vd, fvd_g, m @ to_vd, len(
-                search.ROUNDS), model, setting=search.FINE_ROUND)
+                search.ROUNDS), search.fitted_model(m_w, model),
+                setting=search.FINE_ROUND)
             if md is not None:
                 s_old = search.frame_score(pyr, fvd_g, m @ to_vd,
                                            vd.shape)[0]
@@ -193,20 +199,40 @@ def register_pair(ir, vi, method="auto", model="similarity"):
     else:
         global_ok = False
 
+    def global_result(field_a, s_g, s_a):
+        used = "global+dense" if field_a is not None else "global"
+        res = None if field_a is None else _upsample_field(
+            field_a, to_vd, vi.shape)
+        return _result(ir, vi.shape, m, res, score + (s_a - s_g), False,
+                       used, t0, base_score, agree)
+
+    dense_a = None
+    if (global_ok and agree >= search.CONFIDENT[0]
+            and count >= search.CONFIDENT[1]
+            and _distance(m, base, vi.shape) > FAR):
+        # a confident result far from the plain resize: the plain resize
+        # cannot come close with its small dense field, so it is compared
+        # without one (its dense field is the stage's costliest part)
+        dense_a = with_dense(m)
+        s_a = dense_a[2]
+        s_plain = features.score(fvd, features.orientation(
+            _dense.warp_with(pyr, base @ to_vd, np.zeros(
+                (2,) + vd.shape, np.float32)), 1.0))
+        if s_a > s_plain + KEEP_MARGIN:
+            return global_result(*dense_a)
+
     # the plain resize with a dense residual: the result to beat
     field_b, s_plain, s_b = with_dense(base)
     if base_agree is None:
         base_agree = search.consensus(pyr, vw, fv, base_w)[0]
     if global_ok:
-        field_a, s_g, s_a = with_dense(m)
+        if dense_a is None:
+            dense_a = with_dense(m)
+        field_a, s_g, s_a = dense_a
         # the global result must be clearly more similar than the plain
         # resize (with its own dense residual) to be used
         if s_a > max(s_b, s_plain) + KEEP_MARGIN:
-            used = "global+dense" if field_a is not None else "global"
-            res = None if field_a is None else _upsample_field(
-                field_a, to_vd, vi.shape)
-            return _result(ir, vi.shape, m, res, score + (s_a - s_g),
-                           False, used, t0, base_score, agree)
+            return global_result(field_a, s_g, s_a)
     if (field_b is not None and ir.shape == vi.shape
             and s_b >= MIN_DENSE_SIMILARITY):
         return _result(ir, vi.shape, base, _upsample_field(
@@ -214,6 +240,16 @@ def register_pair(ir, vi, method="auto", model="similarity"):
             "dense", t0, base_score, base_agree)
     return _result(ir, vi.shape, base, None, base_score, True, "none", t0,
                    base_score, base_agree)
+
+
+def _distance(m1, m2, shape, step=16):
+    """Mean distance (infrared px) between where two matrices send the
+    visible pixels of a grid."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h:step, 0:w:step].astype(np.float64)
+    x1, y1 = geometry.apply_matrix(m1, xx, yy)
+    x2, y2 = geometry.apply_matrix(m2, xx, yy)
+    return float(np.mean(np.hypot(x1 - x2, y1 - y2)))
 
 
 def _upsample_field(field, to_small, shape):

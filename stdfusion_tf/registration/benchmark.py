@@ -180,17 +180,25 @@ def grid_error(flow, truth_matrix, ir_shape, step=None):
 
 # ---------------------------------------------------------------- runs --
 
-def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0):
+def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
+             vi_size=None):
     """Register one pair with the default method (``auto``) and score three
     rows from that one call: ``none`` (the plain resize), ``global`` (the
     result's global matrix alone) and ``auto`` (global + dense, with its
     fallback).  Returns {row: {"error", "seconds", "method", "fallback",
     "confidence"}}; the error is the EPE (synthetic) or the grid error
-    (real pairs), px."""
+    (real pairs), px.  ``vi_size`` (real pairs): (H, W) the visible image
+    is first resized to (area), as a user who resized both images to one
+    size would give it."""
     vi = read01(vi_path)
     if dataset == "raw":
         ir = read01(ir_path)
         truth = raw_truth(stem)["matrix"]
+        if vi_size is not None:
+            small = cv2.resize(vi, (vi_size[1], vi_size[0]),
+                               interpolation=cv2.INTER_AREA)
+            truth = truth @ geometry.resize_matrix(vi.shape, small.shape)
+            vi = small
 
         def error(flow):
             return grid_error(flow, truth, ir.shape)[0]
