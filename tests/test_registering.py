@@ -117,3 +117,12 @@ def test_umf_reg_fusion_registration_auto(pair, tmp_path, difn_weights):
                    "--output_dir", tmp_path / "x", "--registration", "auto",
                    "--target_dir", pair / "vi")
     assert_one_line_error(proc, "--target_dir")
+
+
+def test_method_and_model_names_match_the_library():
+    """The command layer keeps its own copies of the names (it imports the
+    registration library only when it registers); they must not drift."""
+    from stdfusion_tf import registering, registration
+
+    assert registering.METHODS == registration.METHODS
+    assert registering.MODELS == registration.MODELS

@@ -145,18 +145,23 @@ def register_pair(ir, vi, method="auto", model="auto"):
     vd, to_vd = search.reduced(vi, _dense.DENSE_WORK)
     fvd = features.orientation(vd, 1.0)
 
+    def similarity_at(md, field=None):
+        """Feature similarity at DENSE_WORK px of the infrared warped by
+        ``md`` (and ``field``) to the visible image."""
+        if field is None:
+            field = np.zeros((2,) + vd.shape, np.float32)
+        return features.score(fvd, features.orientation(
+            _dense.warp_with(pyr, md, field), 1.0))
+
     def with_dense(m_full):
         """(field or None, similarity without it, with it) at DENSE_WORK
         px, the field kept only when it adds DENSE_GAIN."""
         md = m_full @ to_vd
         field = _dense.residual(pyr, vd, fvd, md)
-        before = features.score(fvd, features.orientation(
-            _dense.warp_with(pyr, md, np.zeros((2,) + vd.shape,
-                                               np.float32)), 1.0))
+        before = similarity_at(md)
         if field is None:
             return None, before, before
-        after = features.score(fvd, features.orientation(
-            _dense.warp_with(pyr, md, field), 1.0))
+        after = similarity_at(md, field)
         if after > before + DENSE_GAIN:
             return field, before, after
         return None, before, before
@@ -207,18 +212,14 @@ def register_pair(ir, vi, method="auto", model="auto"):
                        used, t0, base_score, agree)
 
     dense_a = None
-    if (global_ok and agree >= search.CONFIDENT[0]
-            and count >= search.CONFIDENT[1]
+    if (global_ok and search.agreed(agree, count, search.CONFIDENT)
             and _distance(m, base, vi.shape) > FAR):
         # a confident result far from the plain resize: the plain resize
         # cannot come close with its small dense field, so it is compared
         # without one (its dense field is the stage's costliest part)
         dense_a = with_dense(m)
         s_a = dense_a[2]
-        s_plain = features.score(fvd, features.orientation(
-            _dense.warp_with(pyr, base @ to_vd, np.zeros(
-                (2,) + vd.shape, np.float32)), 1.0))
-        if s_a > s_plain + KEEP_MARGIN:
+        if s_a > similarity_at(base @ to_vd) + KEEP_MARGIN:
             return global_result(*dense_a)
 
     # the plain resize with a dense residual: the result to beat

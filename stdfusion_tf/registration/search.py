@@ -3,8 +3,9 @@
 1. Starts (:func:`starts`): the plain resize turned by +-7 degrees and
    rescaled over x0.35 .. x2.8 (and, for frames of different aspect
    ratios, centred similarities over the same scales), each placed by an
-   FFT translation search at ``WORK`` px (:func:`shift_search`).  Coarse search (visible image reduced
-   to ``COARSE`` px on its long side) adds its best candidates:
+   FFT translation search at ``WORK`` px (:func:`shift_search`).  Coarse
+   search (visible image reduced to ``COARSE`` px on its long side) adds
+   its best candidates:
    for every scale (infrared pixels per visible pixel, a geometric grid
    around the plain resize, x1/3 .. x3) and rotation (+-15 degrees) the
    infrared image is warped into a canvas larger than the visible frame
@@ -16,8 +17,9 @@
    (by the number of agreeing patches, :func:`consensus`) all of them:
    patch shifts between the visible features and the warped infrared
    features give point pairs; a RANSAC fit of the global model (``MODELS``)
-   updates the matrix; the search window shrinks each round.  The candidate with the most agreeing patches
-   (then the best full-frame similarity) wins.
+   updates the matrix; the search window shrinks each round.  The
+   candidate with the most agreeing patches (then the best full-frame
+   similarity) wins.
 """
 
 import cv2
@@ -35,7 +37,7 @@ HIGHPASS = 4.0  # coarse pixels
 SIGMA = 1.0  # feature blur at the working size
 
 # The global model: visible pixel -> infrared pixel.
-# * similarity (default): rotation, one scale, shift.  Two cameras with
+# * similarity: rotation, one scale, shift.  Two cameras with
 #   square pixels, side by side, are related by a similarity up to small
 #   perspective and parallax terms, which the dense stage takes up.  It is
 #   also the better-posed fit: where the matched structure is a band (a
@@ -364,6 +366,12 @@ PROMISING = (0.2, 12)
 CONFIDENT = (0.45, 24)
 
 
+def agreed(frac, count, bar):
+    """Whether a :func:`consensus` (fraction, count) reaches ``bar``
+    (fraction, count); never for ``bar`` None."""
+    return bar is not None and frac >= bar[0] and count >= bar[1]
+
+
 def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
            more=None, confident=CONFIDENT, model="auto"):
     """Refine several starts (working visible pixel -> infrared pixel):
@@ -394,17 +402,15 @@ def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
     def full(m):
         m = rounds(m, first_fit)
         frac, count = consensus(ir_pyr, vw, fv, m)
-        if model == "auto" and not (frac >= confident[0]
-                                    and count >= confident[1]):
+        if model == "auto" and not agreed(frac, count, confident):
             m_aff = rounds(m, "affine", 0)
             frac_a, count_a = consensus(ir_pyr, vw, fv, m_aff)
-            if (frac_a >= UPGRADE_AGREE[0] and count_a >= UPGRADE_AGREE[1]
+            if (agreed(frac_a, count_a, UPGRADE_AGREE)
                     and count_a >= UPGRADE[0] * count + UPGRADE[1]):
                 m, frac, count = m_aff, frac_a, count_a
         score = frame_score(ir_pyr, fv, m, vw.shape)[0]
         final.append((count, score, frac, m))
-        return (confident is not None and frac >= confident[0]
-                and count >= confident[1])
+        return agreed(frac, count, confident)
 
     def affine_at_once(m):
         """``auto``: an affine refined from ``m`` in all rounds, kept only
@@ -412,12 +418,11 @@ def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
         confident (the search ends)."""
         m_aff = rounds(m, "affine", 0)
         frac, count = consensus(ir_pyr, vw, fv, m_aff)
-        if frac < UPGRADE_AGREE[0] or count < UPGRADE_AGREE[1]:
+        if not agreed(frac, count, UPGRADE_AGREE):
             return False
         final.append((count, frame_score(ir_pyr, fv, m_aff, vw.shape)[0],
                       frac, m_aff))
-        return (confident is not None and frac >= confident[0]
-                and count >= confident[1])
+        return agreed(frac, count, confident)
 
     n_tried = [0]
 
@@ -428,7 +433,7 @@ def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
             frac, count = consensus(ir_pyr, vw, fv, cand)
             score = frame_score(ir_pyr, fv, cand, vw.shape)[0]
             n_tried[0] += 1
-            if frac >= PROMISING[0] and count >= PROMISING[1]:
+            if agreed(frac, count, PROMISING):
                 scored.append((count, score, frac, cand, True))
                 if full(cand):
                     return True
