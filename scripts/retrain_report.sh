@@ -15,6 +15,11 @@
 # EPOCH: 29;
 # OUT (weights/retrained_30ep) and RESULTS (results/retrain) to try it on an
 # unfinished run elsewhere.  Reports: $RESULTS/{TNO42,test9}/report/.
+# WEIGHTS: where the converted weights go (default $OUT.weights.h5, or the
+# package's pretrained/retrained_30ep.weights.h5 without OUT); PRESET: the
+# preset name printed at the end; NAME (retrained): the run's name in the tables; ALSO ("name=file.h5"):
+# one more model fused and evaluated beside the two (the bf16 run's report
+# adds the float32 retrain); PEERS=0 leaves the nine peer methods out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -23,8 +28,10 @@ EPOCH=${EPOCH:-29}
 W=${OUT:-weights/retrained_30ep}
 # the weights ship inside the package (the preset works when installed)
 H5=${OUT:+$OUT.weights.h5}
-H5=${H5:-stdfusion_tf/pretrained/retrained_30ep.weights.h5}
+H5=${WEIGHTS:-${H5:-stdfusion_tf/pretrained/retrained_30ep.weights.h5}}
 R=${RESULTS:-results/retrain}
+N=${NAME:-retrained}
+ALSO=${ALSO:-}
 if [ -d ../shared ]; then  # local copies of the pinned files
     export STDFUSION_MIRROR=${STDFUSION_MIRROR:-../shared/upstream}
     export STDFUSION_DATA_MIRROR=${STDFUSION_DATA_MIRROR:-../shared}
@@ -43,30 +50,42 @@ for set in TNO42:datasets/TNO42 test9:.; do
     ir=$dir/ir vi=$dir/vi
     [ $name = test9 ] && ir=Test_ir vi=Test_vi
     "$PY" test.py --checkpoint $H5 --ir_dir $ir --vi_dir $vi \
-        --output_dir $R/$name/retrained
+        --output_dir $R/$name/$N
     "$PY" test.py --ir_dir $ir --vi_dir $vi --output_dir $R/$name/released
+    if [ -n "$ALSO" ]; then
+        "$PY" test.py --checkpoint "${ALSO#*=}" --ir_dir $ir --vi_dir $vi \
+            --output_dir $R/$name/${ALSO%%=*}
+    fi
 done
 
+also=()
+[ -n "$ALSO" ] && also=(--fused "${ALSO%%=*}=$R/TNO42/${ALSO%%=*}")
+also9=()
+[ -n "$ALSO" ] && also9=(--fused "${ALSO%%=*}=$R/test9/${ALSO%%=*}")
 peers=()
-for method in DenseFuse FusionGAN IFCNN PMGI U2Fusion RFN-Nest SDNet PIAFusion SeAFusion; do
-    peers+=(--fused "$method=datasets/peers/TNO42/$method")
-done
+if [ "${PEERS:-1}" != 0 ]; then
+    for method in DenseFuse FusionGAN IFCNN PMGI U2Fusion RFN-Nest SDNet PIAFusion SeAFusion; do
+        peers+=(--fused "$method=datasets/peers/TNO42/$method")
+    done
+fi
 # PMGI's folder has two extra images (43, 44) without a source pair: skipped.
 "$PY" evaluate.py --ir_dir datasets/TNO42/ir --vi_dir datasets/TNO42/vi \
-    --fused released=$R/TNO42/released --fused retrained=$R/TNO42/retrained \
-    "${peers[@]}" --metrics all --allow_missing --out_dir $R/TNO42/report
+    --fused released=$R/TNO42/released --fused $N=$R/TNO42/$N \
+    "${also[@]}" "${peers[@]}" --metrics all --allow_missing \
+    --out_dir $R/TNO42/report
 "$PY" evaluate.py --ir_dir Test_ir --vi_dir Test_vi \
-    --fused released=$R/test9/released --fused retrained=$R/test9/retrained \
-    --metrics all --out_dir $R/test9/report
+    --fused released=$R/test9/released --fused $N=$R/test9/$N \
+    "${also9[@]}" --metrics all --out_dir $R/test9/report
 
 "$PY" scripts/retrain_figures.py verdict \
-    --metrics_csv $R/TNO42/report/metrics.csv | tee $R/TNO42/verdict.txt
+    --metrics_csv $R/TNO42/report/metrics.csv --retrained $N \
+    | tee $R/TNO42/verdict.txt
 # The tables (the TNO42 one with the verdict) stay with the weights.
 { cat $R/TNO42/report/table.md; echo; echo '```'; cat $R/TNO42/verdict.txt
   echo '```'; echo; echo "Upstream's 9 test pairs:"; echo
   cat $R/test9/report/table.md; } > ${W}_tables.md
 "$PY" scripts/retrain_figures.py side_by_side --left $R/test9/released \
-    --right $R/test9/retrained --names 01,05,09 --out ${W}_side_by_side.png
+    --right $R/test9/$N --names 01,05,09 --out ${W}_side_by_side.png
 # The preset name (stdfusion_tf/presets.py, PROJECT_BUILTIN) pins this file.
-echo "preset: \"stdfusionnet_retrained_30ep\": (\"$H5\"," \
+echo "preset: \"${PRESET:-stdfusionnet_retrained_30ep}\": (\"$H5\"," \
      "\"$(sha256sum $H5 | cut -d' ' -f1)\")"
