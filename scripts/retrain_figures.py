@@ -28,6 +28,13 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("log", None, "curves: upstream-format log.txt.")
 flags.DEFINE_integer("steps_per_epoch", 216, "curves: steps in an epoch.")
+flags.DEFINE_string("compare_log", None, "curves: another run's log.txt "
+                    "(e.g. the float32 retrain's), its epoch means drawn "
+                    "beside this run's.")
+flags.DEFINE_string("label", "this run", "curves: this run's name in the "
+                    "legend.")
+flags.DEFINE_string("compare_label", "compared run", "curves: the "
+                    "--compare_log run's name in the legend.")
 flags.DEFINE_string("left", None, "side_by_side: released fused images.")
 flags.DEFINE_string("right", None, "side_by_side: retrained fused images.")
 flags.DEFINE_list("names", ["01", "05", "09"], "side_by_side: file stems.")
@@ -62,18 +69,10 @@ def read_log(path, steps_per_epoch):
     return sorted(rows.items())
 
 
-def curves(out):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = read_log(FLAGS.log, FLAGS.steps_per_epoch)
-    steps = [s for s, _ in rows]
-    # Unshuffled batches: each window sees the same patches every epoch, so
-    # the window means repeat a per-position pattern; the epoch means
-    # (windows weighted by their length) show the trend.
-    spe, epochs, ends = FLAGS.steps_per_epoch, {}, {}
-    prev = 0
+def epoch_means(rows, spe):
+    """(complete epochs, {epoch: (loss sum, steps)}, {epoch: last step}) of
+    read_log's rows: windows weighted by their length."""
+    epochs, ends, prev = {}, {}, 0
     for s, v in rows:
         e = (s - 1) // spe
         n = s - max(prev, e * spe)
@@ -82,12 +81,32 @@ def curves(out):
         epochs[e] = (total + n * v["total"], count + n)
         ends[e] = s
     full = [e for e, (_, count) in sorted(epochs.items()) if count == spe]
+    return full, epochs, ends
+
+
+def curves(out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_log(FLAGS.log, FLAGS.steps_per_epoch)
+    steps = [s for s, _ in rows]
+    spe = FLAGS.steps_per_epoch
+    full, epochs, ends = epoch_means(rows, spe)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     axes[0].plot(steps, [v["total"] for _, v in rows], linewidth=0.8,
                  alpha=0.6, label="50-step window means")
     axes[0].plot([ends[e] for e in full],
                  [epochs[e][0] / spe for e in full], marker="o",
-                 linewidth=1.5, label="epoch means")
+                 linewidth=1.5, label="epoch means"
+                 + (f" ({FLAGS.label})" if FLAGS.compare_log else ""))
+    if FLAGS.compare_log:
+        other = read_log(FLAGS.compare_log, spe)
+        o_full, o_epochs, o_ends = epoch_means(other, spe)
+        axes[0].plot([o_ends[e] for e in o_full],
+                     [o_epochs[e][0] / spe for e in o_full], marker="s",
+                     markersize=3, linewidth=1.2,
+                     label=f"epoch means ({FLAGS.compare_label})")
     axes[0].set_title("loss_g")
     axes[0].legend(fontsize=7)
     for term in TERMS[1:]:

@@ -17,9 +17,10 @@
 # unfinished run elsewhere.  Reports: $RESULTS/{TNO42,test9}/report/.
 # WEIGHTS: where the converted weights go (default $OUT.weights.h5, or the
 # package's pretrained/retrained_30ep.weights.h5 without OUT); PRESET: the
-# preset name printed at the end; NAME (retrained): the run's name in the tables; ALSO ("name=file.h5"):
-# one more model fused and evaluated beside the two (the bf16 run's report
-# adds the float32 retrain); PEERS=0 leaves the nine peer methods out.
+# preset name printed at the end; NAME (retrained): the run's name in the
+# tables; ALSO ("name=file.h5"): one more model fused and evaluated beside
+# the two (the bf16 run's report adds the float32 retrain), COMPARE_LOG its
+# log.txt for the curves picture; PEERS=0 leaves the nine peer methods out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -42,7 +43,11 @@ mkdir -p "$(dirname $W)" "$(dirname $H5)"
     --src "$RUN/ckpt/STDFusion_32_Pixel_Grad/Fusion.model-$EPOCH" \
     --dst $H5
 cp "$RUN/log/log.txt" ${W}_log.txt
-"$PY" scripts/retrain_figures.py curves --log ${W}_log.txt --out ${W}_curves.png
+compare=()  # the third model's log beside this run's curves, if it has one
+[ -n "${COMPARE_LOG:-}" ] && compare=(--compare_log "$COMPARE_LOG" \
+    --label "$N" --compare_label "${ALSO%%=*}")
+"$PY" scripts/retrain_figures.py curves --log ${W}_log.txt \
+    "${compare[@]}" --out ${W}_curves.png
 
 "$PY" -m stdfusion_tf.commands.assets --groups tno42,peers_tno42
 for set in TNO42:datasets/TNO42 test9:.; do

@@ -39,6 +39,21 @@ def test_curves_read_the_trainers_log(tmp_path):
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_curves_beside_another_run(tmp_path):
+    """--compare_log draws another run's epoch means in the same picture;
+    this run's figures are still the ones printed."""
+    _log(tmp_path / "log.txt", [1.5, 0.75])
+    _log(tmp_path / "f32.txt", [1.4, 0.7, 0.6])
+    proc = _run("curves", "--log", tmp_path / "log.txt", "--compare_log",
+                tmp_path / "f32.txt", "--out", tmp_path / "c.png")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "10 windows, up to epoch 2.00; epoch means 1.5000, 0.7500" \
+        in proc.stdout
+    bad = _run("curves", "--log", tmp_path / "log.txt", "--compare_log",
+               tmp_path / "none.txt", "--out", tmp_path / "d.png")
+    assert bad.returncode != 0 and not (tmp_path / "d.png").exists()
+
+
 def test_curves_of_a_resumed_run(tmp_path):
     """Killed in epoch 2 after two windows, resumed from epoch 2's start:
     the repeated windows count once (the resumed run's values)."""
