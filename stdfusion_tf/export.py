@@ -88,6 +88,10 @@ class MissingPackage(ImportError):
     """An optional extra (onnx, litert) is not installed."""
 
 
+class ConversionError(RuntimeError):
+    """A converter's result is malformed (checked before it is run)."""
+
+
 def _need(module, extra):
     import importlib
 
@@ -404,7 +408,7 @@ def convert_onnx(model, opset=ONNX_OPSET, fn=None):
     """ONNX ModelProto bytes of ``fn`` (default ``export_function(model)``:
     inputs ``ir``, ``vi``, output ``fused``), converted by tf2onnx.
 
-    Raises ``RuntimeError`` if no conversion in ``ONNX_CONVERSION_TRIES``
+    Raises ``ConversionError`` if no conversion in ``ONNX_CONVERSION_TRIES``
     gives outputs of the traced function's ranks."""
     tf2onnx = _need("tf2onnx", "onnx")
 
@@ -421,7 +425,7 @@ def convert_onnx(model, opset=ONNX_OPSET, fn=None):
         if got == want:
             break
     else:
-        raise RuntimeError(f"tf2onnx gave outputs of ranks {got} in "
+        raise ConversionError(f"tf2onnx gave outputs of ranks {got} in "
                            f"{ONNX_CONVERSION_TRIES} conversions, the "
                            f"model's are {want}")
     for i, key in enumerate(keys):

@@ -303,7 +303,7 @@ def test_onnx_conversion_repeated_when_tf2onnx_drops_a_node(
 
     monkeypatch.setattr(tf2onnx.convert, "from_function", lambda *a, **k: (
         _without_final_squeeze(real(*a, **k)[0]), None))
-    with pytest.raises(RuntimeError, match=r"ranks \[5\] in 4 conversions"
+    with pytest.raises(export.ConversionError, match=r"ranks \[5\] in 4 conversions"
                        r", the model's are \[4\]"):
         export.convert_onnx(model)
 

@@ -195,9 +195,13 @@ def main(argv):
         runner = export.LiteRTFuser
         runtime = "LiteRT"
     else:
-        content = (export.convert_onnx_int8(model, calibration,
-                                            float_layers=float_layers)
-                   if FLAGS.quantize == "int8" else export.convert_onnx(model))
+        try:
+            content = (export.convert_onnx_int8(model, calibration,
+                                                float_layers=float_layers)
+                       if FLAGS.quantize == "int8"
+                       else export.convert_onnx(model))
+        except export.ConversionError as exc:
+            raise InputError(target, f"not written: {exc}")
         runner = export.OnnxFuser
         runtime = "ONNX Runtime"
     diff, low = export.write_verified(target, content, runner, reference,
