@@ -59,11 +59,15 @@ DEFAULT_PRESET = "stdfusionnet_jiayima_29"
 # its folder, and the file's sha256): weights trained with this project,
 # read from the package (nothing to download) and cached as a preset on
 # first use.  retrained_30ep: train.py's 30 epochs from scratch with the
-# released recipe (float32, --seed 1); docs/retraining.md.
+# released recipe (float32, --seed 1); docs/retraining.md.  bf16_30ep: the
+# same in bfloat16 (--precision bfloat16 --seed 1); docs/bf16.md.
 PROJECT_BUILTIN = {
     "stdfusionnet_retrained_30ep": (
         "pretrained/retrained_30ep.weights.h5",
         "8d465cc9036724a02608daf7dd0fffff779ec3328705ffbdfd56d1a0f9820632"),
+    "stdfusionnet_bf16_30ep": (
+        "pretrained/bf16_30ep.weights.h5",
+        "039c30f0c8b4c6f4f2fef1aa65acce61b6f234896d51e2e37ac272ba144ae6fa"),
 }
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 

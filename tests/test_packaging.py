@@ -172,22 +172,25 @@ def test_every_program_is_a_console_script_with_help(venv):
 
 def test_installed_presets_and_default_weights_use_the_keras_cache(venv,
                                                                    upstream):
-    """From an installed package: the shipped retrained_30ep preset loads;
+    """From an installed package: the shipped retrain presets load;
     the default checkpoint goes to $KERAS_HOME, not the working folder."""
     env_dir, site, outside = venv
     home = outside.parent / "keras_home"
     proc = run(venv, env_dir / "bin" / "python", "-c",
                "from stdfusion_tf import STDFusionNet, presets; "
                "m = STDFusionNet.from_preset('stdfusionnet_retrained_30ep'); "
-               "print('P', m.count_params()); print('D', presets.PACKAGE_DIR);"
+               "b = STDFusionNet.from_preset('stdfusionnet_bf16_30ep'); "
+               "print('P', m.count_params()); print('B', b.count_params()); "
+               "print('D', presets.PACKAGE_DIR);"
                " from stdfusion_tf.loading import default_checkpoint as d; "
                "print('C', d('checkpoint/Fusion.model-29'))",
                env={"KERAS_HOME": str(home), "STDFUSION_MIRROR": str(upstream)})
     assert proc.returncode == 0, proc.stderr
     tagged = dict(l.split(" ", 1) for l in proc.stdout.splitlines()
-                  if l[:2] in ("P ", "D ", "C "))
+                  if l[:2] in ("P ", "B ", "D ", "C "))
     params, package, checkpoint = tagged["P"], tagged["D"], tagged["C"]
-    assert int(params) > 0 and package.startswith(site)
+    assert int(params) > 0 and tagged["B"] == params
+    assert package.startswith(site)
     assert checkpoint == str(home / "stdfusion_tf" / "checkpoint" /
                              "Fusion.model-29")
     assert sorted(p.name for p in outside.iterdir()) == []

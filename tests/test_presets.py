@@ -120,11 +120,12 @@ def test_project_file_builtin(cache, tmp_path, monkeypatch):
     assert sorted(p.name for p in (cache / "presets").iterdir()) == [name]
 
 
-def test_retrained_30ep_preset_is_the_tracked_file(cache):
-    """The real project entry: the 30-epoch retrain is shipped,
-    its sha256 is the pinned one, and the preset (and test.py's
+@pytest.mark.parametrize("name", ["stdfusionnet_retrained_30ep",
+                                  "stdfusionnet_bf16_30ep"])
+def test_project_preset_is_the_tracked_file(cache, name):
+    """The real project entries (the 30-epoch retrains, float32 and bf16):
+    shipped, their sha256 the pinned one, and the preset (and test.py's
     --checkpoint path form) give bitwise its weights, not the release's."""
-    name = "stdfusionnet_retrained_30ep"
     rel, digest = presets.PROJECT_BUILTIN[name]
     path = presets.PACKAGE_DIR / rel  # package data
     assert path.is_file() and presets.sha256(path) == digest
