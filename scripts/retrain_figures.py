@@ -70,18 +70,19 @@ def read_log(path, steps_per_epoch):
 
 
 def epoch_means(rows, spe):
-    """(complete epochs, {epoch: (loss sum, steps)}, {epoch: last step}) of
-    read_log's rows: windows weighted by their length."""
-    epochs, ends, prev = {}, {}, 0
+    """[(the epoch's last step, its mean loss)] of read_log's rows, complete
+    epochs only.  Unshuffled batches: each window sees the same patches
+    every epoch, so the window means repeat a per-position pattern; the
+    epoch means (windows weighted by their length) show the trend."""
+    epochs, prev = {}, 0
     for s, v in rows:
         e = (s - 1) // spe
         n = s - max(prev, e * spe)
         prev = s
-        total, count = epochs.get(e, (0.0, 0))
-        epochs[e] = (total + n * v["total"], count + n)
-        ends[e] = s
-    full = [e for e, (_, count) in sorted(epochs.items()) if count == spe]
-    return full, epochs, ends
+        total, count, _ = epochs.get(e, (0.0, 0, 0))
+        epochs[e] = (total + n * v["total"], count + n, s)
+    return [(end, total / spe) for _, (total, count, end)
+            in sorted(epochs.items()) if count == spe]
 
 
 def curves(out):
@@ -91,21 +92,18 @@ def curves(out):
 
     rows = read_log(FLAGS.log, FLAGS.steps_per_epoch)
     steps = [s for s, _ in rows]
-    spe = FLAGS.steps_per_epoch
-    full, epochs, ends = epoch_means(rows, spe)
+    means = epoch_means(rows, FLAGS.steps_per_epoch)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     axes[0].plot(steps, [v["total"] for _, v in rows], linewidth=0.8,
                  alpha=0.6, label="50-step window means")
-    axes[0].plot([ends[e] for e in full],
-                 [epochs[e][0] / spe for e in full], marker="o",
-                 linewidth=1.5, label="epoch means"
+    axes[0].plot(*zip(*means), marker="o", linewidth=1.5,
+                 label="epoch means"
                  + (f" ({FLAGS.label})" if FLAGS.compare_log else ""))
     if FLAGS.compare_log:
-        other = read_log(FLAGS.compare_log, spe)
-        o_full, o_epochs, o_ends = epoch_means(other, spe)
-        axes[0].plot([o_ends[e] for e in o_full],
-                     [o_epochs[e][0] / spe for e in o_full], marker="s",
-                     markersize=3, linewidth=1.2,
+        other = epoch_means(read_log(FLAGS.compare_log,
+                                     FLAGS.steps_per_epoch),
+                            FLAGS.steps_per_epoch)
+        axes[0].plot(*zip(*other), marker="s", markersize=3, linewidth=1.2,
                      label=f"epoch means ({FLAGS.compare_label})")
     axes[0].set_title("loss_g")
     axes[0].legend(fontsize=7)
@@ -122,7 +120,7 @@ def curves(out):
     fig.savefig(out, dpi=110)
     last = rows[-1][0] / FLAGS.steps_per_epoch
     print(f"{out}: {len(rows)} windows, up to epoch {last:.2f}; epoch means "
-          + ", ".join(f"{epochs[e][0] / spe:.4f}" for e in full))
+          + ", ".join(f"{m:.4f}" for _, m in means))
 
 
 def side_by_side(out):

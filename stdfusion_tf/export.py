@@ -34,7 +34,6 @@ floor for quantised ones); otherwise the target is left as it was.
 
 import os
 import re
-import sys
 
 import numpy as np
 
@@ -426,8 +425,8 @@ def convert_onnx(model, opset=ONNX_OPSET, fn=None):
             break
     else:
         raise ConversionError(f"tf2onnx gave outputs of ranks {got} in "
-                           f"{ONNX_CONVERSION_TRIES} conversions, the "
-                           f"model's are {want}")
+                              f"{ONNX_CONVERSION_TRIES} conversions, the "
+                              f"model's are {want}")
     for i, key in enumerate(keys):
         _rename_output(proto, key, i)
     return proto.SerializeToString()
