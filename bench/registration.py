@@ -1,7 +1,7 @@
 """Registration benchmark: EPE of the weight-free registration.
 
     python bench/registration.py --dataset roadscene --level hard \
-        [--every 1] [--seed 0] [--jsonl rows.jsonl]
+        [--every 1] [--seed 0] [--jsonl rows.jsonl] [--relative]
     python bench/registration.py --dataset raw [--vi_size 640x512]
 
 ``--dataset roadscene|tno42``: each aligned infrared image of
@@ -28,6 +28,15 @@ pairs, mean / median / 90th percentile of the per-pair error, failures
 process, the machine may be shared: compare rows of one run), and the
 largest excess of ``auto`` over no registration.  ``--jsonl`` keeps every
 pair's rows.
+
+The synthetic truth assumes the published pair is aligned; it is not
+always (``bench/registration_published.py``).  ``--relative`` adds two rows
+scoring the same ``auto`` result against the truth taken relative to a
+registration of the undeformed pair: ``auto_vs_moved`` (the published
+alignment moved by the undeformed pair's global similarity, where the
+global stage did not fall back) and ``auto_vs_self`` (the undeformed
+pair's own ``auto`` result: self-consistency, which does not reward being
+right, only being consistent).  Both cost two more registrations per pair.
 """
 
 import argparse
@@ -55,6 +64,11 @@ def main():
                    help="WxH: (raw pairs) resize the visible crop to this "
                         "size first, e.g. 640x512 (the infrared frame's "
                         "size, another aspect ratio)")
+    p.add_argument("--relative", action="store_true",
+                   help="(synthetic levels) also score auto against the "
+                        "truth taken relative to the registration of the "
+                        "undeformed pair: its global move (auto_vs_moved) "
+                        "and its own auto result (auto_vs_self)")
     args = p.parse_args()
     todo = B.pairs(args.dataset)[::args.every]
     vi_size = None
@@ -63,13 +77,17 @@ def main():
             p.error("--vi_size is for --dataset raw")
         w, h = (int(v) for v in args.vi_size.lower().split("x"))
         vi_size = (h, w)
+    if args.relative and args.dataset == "raw":
+        p.error("--relative is for the synthetic levels")
     methods = ["none", "global", "auto"]
+    if args.relative:
+        methods += ["auto_vs_moved", "auto_vs_self"]
     rows = {m: [] for m in methods}
     out = open(args.jsonl, "a") if args.jsonl else None
     for i, (stem, ir_path, vi_path) in enumerate(todo):
         line = []
         res = B.run_pair(args.dataset, stem, ir_path, vi_path, args.level,
-                         args.seed, vi_size)
+                         args.seed, vi_size, relative=args.relative)
         for m in methods:
             r = res[m]
             rows[m].append(r)
@@ -89,15 +107,15 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     for m in methods:
         s = B.summary(rows[m])
-        fb = s["fallbacks"] if m == "auto" else "-"
+        fb = s["fallbacks"] if m.startswith("auto") else "-"
         print(f"| {m} | {s['n']} | {s['mean']:.2f} | {s['median']:.2f} | "
               f"{s['p90']:.2f} | {s['failures']} | {s['max']:.2f} | "
               f"{fb} | {s['seconds']:.2f} |")
     if "none" in methods and len(methods) > 1:
         base = [r["error"] for r in rows["none"]]
         for m in methods:
-            if m == "none":
-                continue
+            if m == "none" or m.startswith("auto_vs"):
+                continue  # (the relative rows have another truth)
             worse = [r["error"] - b for r, b in zip(rows[m], base)]
             print(f"\n{m}: largest excess over no registration "
                   f"{max(worse):+.2f} px ({sum(w > 0.5 for w in worse)} "
