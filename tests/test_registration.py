@@ -285,6 +285,14 @@ def test_square_pixel_starts_when_the_aspects_differ():
     other = search.starts((512, 640), (985, 1736))
     iso = [m for m in other if np.isclose(m[0, 0], m[1, 1])]
     assert len(iso) == 1 + len(search.START_SCALES)
+    # the starts tried last: turned (and rescaled) about the centre
+    last = search.turned_starts((512, 640), (1024, 1280))
+    assert len(last) == len(search.TURNED_STARTS)
+    centre = np.array([(1280 - 1) / 2.0, (1024 - 1) / 2.0, 1.0])
+    for m in last:
+        assert np.allclose(m @ centre, [(640 - 1) / 2.0, (512 - 1) / 2.0,
+                                        1.0])
+        assert abs(np.degrees(np.arctan2(m[1, 0], m[0, 0]))) >= 7 - 1e-9
     centre_vi = np.array([(1736 - 1) / 2.0, (985 - 1) / 2.0, 1.0])
     for m in iso:
         assert np.allclose(m @ centre_vi, [(640 - 1) / 2.0, (512 - 1) / 2.0,
@@ -459,3 +467,22 @@ def test_published_pair_check_moves_a_misaligned_published_pair():
     assert not rec["fallback"]
     assert rec["move"] > 3.0
     assert rec["nmi_gain"] > 0.001 > rec["nmi_gain_opposite"]
+
+
+def test_turned_starts_find_a_turned_and_rescaled_pair(monkeypatch):
+    """RoadScene FLIR_06920 at the extreme level (turned 10 degrees and
+    scaled x1.32, seed 0): no other start finds it (it falls back without
+    the last, turned starts); with them it is registered to under 3 px."""
+    from stdfusion_tf.registration import benchmark as B
+    from stdfusion_tf.registration import search
+    pairs = {s: (i, v) for s, i, v in B.pairs("roadscene")}
+    ir_path, vi_path = pairs["FLIR_06920"]
+    ir, f, mask = B.synthetic_case(ir_path, "FLIR_06920", "extreme", 0)
+    vi = B.read01(vi_path)
+    r = register_pair(ir, vi)
+    assert not r.fallback
+    assert B.epe(r.flow, f, mask) < 3.0
+    monkeypatch.setattr(search, "turned_starts", lambda a, b: [])
+    r = register_pair(ir, vi)
+    assert r.fallback
+    assert B.epe(r.flow, f, mask) > 30.0

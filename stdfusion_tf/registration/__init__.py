@@ -175,7 +175,9 @@ def register_pair(ir, vi, method="auto", model="auto"):
             shifted=len(starts) - len(search.START_ANGLES),
             more=lambda: [m @ to_vi for _, m in
                           search.coarse_candidates(pyr, vi)],
-            model=model)
+            model=model,
+            last=[m0 @ to_vi for m0 in search.turned_starts(ir.shape,
+                                                            vi.shape)])
         m = m_w @ np.linalg.inv(to_vi)
         # a last round at up to DENSE_WORK px, where a pixel is finer
         if vd.shape != vw.shape:

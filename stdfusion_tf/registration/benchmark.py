@@ -238,7 +238,8 @@ def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
     to a registration of the undeformed pair (:func:`relative_truth`)
     instead of the published alignment: ``auto_vs_moved`` (the undeformed
     pair's global similarity, where it did not fall back: the published
-    alignment moved by the global stage) and ``auto_vs_self`` (the
+    alignment moved by the global stage; ``none_vs_moved``, no
+    registration against that truth) and ``auto_vs_self`` (the
     undeformed pair's own ``auto`` result: self-consistency)."""
     vi = read01(vi_path)
     if dataset == "raw":
@@ -271,6 +272,9 @@ def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
         moved = register_pair(ir0, vi, "global", model="similarity").flow
         own = register_pair(ir0, vi, "auto").flow
         rows = {
+            "none_vs_moved": dict(common, error=error(
+                base.flow, relative_truth(f, moved)), seconds=t_none,
+                method="none"),
             "auto_vs_moved": dict(common, error=error(
                 r.flow, relative_truth(f, moved)), seconds=sec,
                 method=r.method),

@@ -20,6 +20,9 @@
    updates the matrix; the search window shrinks each round.  The
    candidate with the most agreeing patches (then the best full-frame
    similarity) wins.
+3. When not even the winner is promising, the last starts
+   (:func:`turned_starts`: turned and rescaled at once) are searched the
+   same way, on their own, and the better of the two results kept.
 """
 
 import cv2
@@ -205,6 +208,16 @@ def coarse_candidates(ir_pyr, vi, scales=None, angles=ANGLES, keep=4,
 # starts: the plain resize turned a little, and rescaled over x1/3 .. x3
 START_ANGLES = (0.0, -7.0, 7.0)
 START_SCALES = tuple(2.0 ** (k / 4.0) for k in range(-6, 7) if k != 0)
+# and, when nothing else was promising, turned and rescaled at once
+# (degrees, scale): for a turn beyond the first round's reach with a scale
+# change (the coarse search at COARSE px, which also covers these, tells
+# the modalities apart poorly).  At the extreme level (+-15 degrees,
+# x0.7-1.4) these found 3 of the 7 RoadScene pairs (of 28) that the search
+# missed, e.g. 10 degrees with x1.32.  Each is found from more than one of
+# them; the 18 of every angle in (-14, -7, 7, 14) with every scale in
+# 2^(k/4), k = -2..2, found the same 3 at three times the cost
+TURNED_STARTS = tuple((a, 2.0 ** (k / 4.0)) for a, k in (
+    (-14.0, 0), (14.0, 0), (-7.0, -1), (-7.0, 1), (7.0, -1), (7.0, 1)))
 # frames whose aspect ratios differ by more than this (log ratio) also get
 # isotropic starts
 ASPECT_TOLERANCE = 0.05
@@ -221,7 +234,7 @@ def starts(ir_shape, vi_shape):
     other, which no pair of cameras with square pixels does: centred
     similarities (one scale for both axes, the geometric mean of the
     resize's two, and ``START_SCALES`` about it) are then tried before the
-    rescaled plain resizes."""
+    rescaled plain resizes.  (:func:`turned_starts`: those tried last.)"""
     base = geometry.resize_matrix(ir_shape, vi_shape)
     cv = ((vi_shape[1] - 1) / 2.0, (vi_shape[0] - 1) / 2.0)
     out = [base @ geometry.similarity(1.0, a, cv, cv) for a in START_ANGLES]
@@ -233,6 +246,16 @@ def starts(ir_shape, vi_shape):
         out += [geometry.similarity(s0 * s, 0.0, cv, ci)
                 for s in (1.0,) + START_SCALES]
     return out + rescaled
+
+
+def turned_starts(ir_shape, vi_shape):
+    """Further starts, tried only when nothing else was promising: the
+    plain resize turned and rescaled at once (``TURNED_STARTS``), about the
+    frame centre."""
+    base = geometry.resize_matrix(ir_shape, vi_shape)
+    cv = ((vi_shape[1] - 1) / 2.0, (vi_shape[0] - 1) / 2.0)
+    return [base @ geometry.similarity(s, a, cv, cv)
+            for a, s in TURNED_STARTS]
 
 
 def frame_score(ir_pyr, fv, m_work, shape, sigma=None):
@@ -373,7 +396,7 @@ def agreed(frac, count, bar):
 
 
 def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
-           more=None, confident=CONFIDENT, model="auto"):
+           more=None, confident=CONFIDENT, model="auto", last=()):
     """Refine several starts (working visible pixel -> infrared pixel):
     one round for each, then the ``keep`` best go through the remaining
     rounds.  Candidates are ranked by the number of patches that agree with
@@ -383,8 +406,9 @@ def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
     (``PROMISING`` after its first round) is refined at once, and a
     ``confident`` refined result ends the search.  ``more``: a callable
     giving further (already placed) starts, tried only when no start was
-    confident.  Returns (score, matrix, agreeing fraction, agreeing count)
-    of the best."""
+    confident.  ``last``: starts searched the same way, on their own, only
+    when the best result is not even ``PROMISING``.  Returns (score, matrix,
+    agreeing fraction, agreeing count) of the best."""
     if shifted is None:
         shifted = len(starts) - unshifted
     first_fit = "similarity" if model == "auto" else model
@@ -472,6 +496,17 @@ def refine(ir_pyr, vw, fv, starts, keep=2, unshifted=3, shifted=None,
         for c in [c for c in scored if not c[4]][:max(0, keep - refined)]:
             full(c[3])
     count, score, frac, m = max(final, key=lambda t: t[:2])
+    if last and not agreed(frac, count, PROMISING):
+        # nothing found: the last starts, on their own (they do not take
+        # the refinement of the others' best candidates away); they are
+        # for turned cameras, so ``auto`` refines only the similarity, and
+        # only the best of them (the cost falls on pairs that fall back)
+        s2, m2, frac2, count2 = refine(
+            ir_pyr, vw, fv, list(last), keep=1, unshifted=0,
+            shifted=len(last), confident=confident,
+            model="similarity" if model == "auto" else model)
+        if (count2, s2) > (count, score):
+            return s2, m2, frac2, count2
     return score, m, frac, count
 
 
