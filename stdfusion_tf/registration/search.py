@@ -213,9 +213,9 @@ START_SCALES = tuple(2.0 ** (k / 4.0) for k in range(-6, 7) if k != 0)
 # change (the coarse search at COARSE px, which also covers these, tells
 # the modalities apart poorly).  At the extreme level (+-15 degrees,
 # x0.7-1.4) these found 3 of the 7 RoadScene pairs (of 28) that the search
-# missed, e.g. 10 degrees with x1.32.  Each is found from more than one of
-# them; the 18 of every angle in (-14, -7, 7, 14) with every scale in
-# 2^(k/4), k = -2..2, found the same 3 at three times the cost
+# missed, e.g. 10 degrees with x1.32; the 18 of every angle in (-14, -7,
+# 7, 14) with every scale in 2^(k/4), k = -2..2, found the same 3 at three
+# times the cost
 TURNED_STARTS = tuple((a, 2.0 ** (k / 4.0)) for a, k in (
     (-14.0, 0), (14.0, 0), (-7.0, -1), (-7.0, 1), (7.0, -1), (7.0, 1)))
 # frames whose aspect ratios differ by more than this (log ratio) also get
