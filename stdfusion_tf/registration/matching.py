@@ -10,6 +10,7 @@ smooths them into a field.
 
 import weakref
 
+import cv2
 import numpy as np
 import scipy.fft as sfft
 
@@ -44,8 +45,8 @@ _SPECTRA = {}
 
 
 def _reference(ref, gy, gx, patch, search, stride, win, fft):
-    """(FFT of the zero-padded reference patches [N, fft, fft], their
-    energies [N]) for this grid, computed once per ``ref`` array."""
+    """(conjugated FFT of the zero-padded reference patches [N, fft, fft],
+    their energies [N]) for this grid, computed once per ``ref`` array."""
     key = id(ref)
     entry = _SPECTRA.get(key)
     if entry is None or entry[0]() is not ref:
@@ -59,7 +60,7 @@ def _reference(ref, gy, gx, patch, search, stride, win, fft):
             :, search:search + patch, search:search + patch]
         fr = sfft.fft2(rp, s=(fft, fft), axes=(1, 2), workers=FFT_WORKERS)
         er = np.sum(rp.real ** 2 + rp.imag ** 2, axis=(1, 2))
-        entry[1][grid] = (fr, er)
+        entry[1][grid] = (np.conj(fr, out=fr), er)
     return entry[1][grid]
 
 
@@ -85,24 +86,24 @@ def match(ref, mov, patch, search, stride, min_energy=None):
     ys, xs = grid(h), grid(w)
     gy, gx = np.meshgrid(ys, xs, indexing="ij")
     gy, gx = gy.ravel(), gx.ravel()
-    mw = _windows(mov, gy, gx, win).astype(np.complex64)  # [N, win, win]
+    mw = _windows(mov, gy, gx, win).astype(np.complex64, copy=False)
     # circular correlation of size ``fft`` >= win: shifts 0..2 search are
     # free of wrap-around since the reference patch is patch <= win - 2s
     fft = sfft.next_fast_len(win)
-    fr, er = _reference(ref, gy, gx, patch, search, stride, win, fft)
+    fr_conj, er = _reference(ref, gy, gx, patch, search, stride, win, fft)
     fm = sfft.fft2(mw, s=(fft, fft), axes=(1, 2), workers=FFT_WORKERS)
     # only shifts 0..2 search are wanted: invert along the columns, keep
     # those n, then invert the rows of just them (the full 2-D inverse
     # would transform fft columns where n are used)
     n = 2 * search + 1
-    corr = sfft.ifft(np.conj(fr) * fm, axis=2, workers=FFT_WORKERS)[:, :, :n]
+    fm *= fr_conj
+    corr = sfft.ifft(fm, axis=2, workers=FFT_WORKERS)[:, :, :n]
     corr = sfft.ifft(corr, axis=1, workers=FFT_WORKERS)[:, :n, :].real
     # moving energy under the patch for every shift: box sums from one
     # integral image of the whole map (the windows overlap, so summing each
     # window on its own would repeat most of the work)
     e = mov.real.astype(np.float64) ** 2 + mov.imag.astype(np.float64) ** 2
-    integral = np.zeros((h + 1, w + 1))
-    integral[1:, 1:] = e.cumsum(0).cumsum(1)
+    integral = cv2.integral(e, sdepth=cv2.CV_64F)  # [h + 1, w + 1]
     corners = np.lib.stride_tricks.sliding_window_view(integral, (n, n))
     oy, ox = gy - half, gx - half
     box = (corners[oy + patch, ox + patch] - corners[oy, ox + patch]
