@@ -1,13 +1,15 @@
 """How often the default registration accepts a global result for a pair
 that shows two different scenes (it should fall back to the plain resize).
 
-    python bench/registration_unrelated.py [--every 11] [--offset 7]
+    python bench/registration_unrelated.py [--every 11] [--offset 7] [--night]
 
 Pairs: every ``--every``-th RoadScene infrared image
 (``../shared/datasets/RoadScene/ir``) against the visible image
 ``--offset`` places further in the same subset (a different scene), resized
-to the infrared size.  Prints each accepted pair with its confidence and the
-count.
+to the infrared size.  ``--night``: the visible image darkened to 15 % and
+Gaussian noise (sigma 3 % of full scale, seed 0) added, as the night case
+of ``registration_stress.py``.  Prints each accepted pair with its
+confidence and the count.
 """
 
 import argparse
@@ -25,7 +27,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--every", type=int, default=11)
     p.add_argument("--offset", type=int, default=7)
+    p.add_argument("--night", action="store_true",
+                   help="darken the visible image to 15 %% and add noise")
     args = p.parse_args()
+    import numpy as np
     import cv2
 
     todo = B.pairs("roadscene")[::args.every]
@@ -33,8 +38,13 @@ def main():
     for i, (stem, ir_path, _) in enumerate(todo):
         other = todo[(i + args.offset) % len(todo)]
         ir, vi = B.read01(ir_path), B.read01(other[2])
-        r = register_pair(ir, cv2.resize(vi, (ir.shape[1], ir.shape[0]),
-                                          interpolation=cv2.INTER_AREA))
+        vi = cv2.resize(vi, (ir.shape[1], ir.shape[0]),
+                        interpolation=cv2.INTER_AREA)
+        if args.night:
+            rng = np.random.default_rng(0)
+            vi = np.clip(0.15 * vi + rng.normal(0, 0.03, vi.shape), 0,
+                         1).astype(np.float32)
+        r = register_pair(ir, vi)
         if r.method.startswith("global"):
             accepted += 1
             print(f"accepted: infrared {stem} against visible {other[0]} "

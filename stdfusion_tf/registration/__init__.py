@@ -136,6 +136,10 @@ def register_pair(ir, vi, method="auto", model="auto"):
         raise InputError(None, "method 'dense' needs images of one size "
                          f"(infrared {ir.shape[1]}x{ir.shape[0]}, visible "
                          f"{vi.shape[1]}x{vi.shape[0]}); use 'auto'")
+    # matching sees noisy images smoothed (a dark night frame); the result
+    # resamples the infrared image as given
+    ir_in = ir
+    ir, vi = features.denoised(ir)[0], features.denoised(vi)[0]
     pyr = search.Pyramid(ir)
     vw, to_vi = search.reduced(vi, search.WORK)
     fv = features.orientation(vw, search.SIGMA)
@@ -199,9 +203,9 @@ def register_pair(ir, vi, method="auto", model="auto"):
                          or count < base_count + max(2, 0.1 * base_count))
         if method == "global":
             if not global_ok:
-                return _result(ir, vi.shape, base, None, base_score, True,
+                return _result(ir_in, vi.shape, base, None, base_score, True,
                                "none", t0, base_score, base_agree)
-            return _result(ir, vi.shape, m, None, score, False, "global",
+            return _result(ir_in, vi.shape, m, None, score, False, "global",
                            t0, base_score, agree)
     else:
         global_ok = False
@@ -210,7 +214,7 @@ def register_pair(ir, vi, method="auto", model="auto"):
         used = "global+dense" if field_a is not None else "global"
         res = None if field_a is None else _upsample_field(
             field_a, to_vd, vi.shape)
-        return _result(ir, vi.shape, m, res, score + (s_a - s_g), False,
+        return _result(ir_in, vi.shape, m, res, score + (s_a - s_g), False,
                        used, t0, base_score, agree)
 
     dense_a = None
@@ -238,10 +242,10 @@ def register_pair(ir, vi, method="auto", model="auto"):
             return global_result(field_a, s_g, s_a)
     if (field_b is not None and ir.shape == vi.shape
             and s_b >= MIN_DENSE_SIMILARITY):
-        return _result(ir, vi.shape, base, _upsample_field(
+        return _result(ir_in, vi.shape, base, _upsample_field(
             field_b, to_vd, vi.shape), base_score + (s_b - s_plain), False,
             "dense", t0, base_score, base_agree)
-    return _result(ir, vi.shape, base, None, base_score, True, "none", t0,
+    return _result(ir_in, vi.shape, base, None, base_score, True, "none", t0,
                    base_score, base_agree)
 
 

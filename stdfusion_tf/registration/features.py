@@ -20,6 +20,15 @@ import cv2
 import numpy as np
 
 EPS_FACTOR = 1.0
+# A noisy image (a dark visible frame at night, amplified) is smoothed
+# before its features are taken: where the noise is above NOISY of the
+# image's intensity spread, by a Gaussian of NOISE_BLUR * (noise / spread)
+# px, at most MAX_NOISE_BLUR.  Every image of RoadScene, TNO42,
+# RoadScene_raw and UMF-CMGR's benchmark is under 0.047; a RoadScene visible
+# image darkened to 15 % with noise of 3 % of full scale is at 0.08-0.12.
+NOISY = 0.06
+NOISE_BLUR = 30.0
+MAX_NOISE_BLUR = 4.0
 
 
 def orientation(image, sigma=1.0):
@@ -38,6 +47,34 @@ def orientation(image, sigma=1.0):
     out.real = (gx * gx - gy * gy) * inv
     out.imag = 2.0 * gx * gy * inv
     return out
+
+
+def noise_ratio(image):
+    """The noise of an image relative to its intensity spread: Immerkaer's
+    estimate of the noise sigma (the mean absolute response to a
+    Laplacian-difference mask, which cancels smooth structure) over the
+    1-99 percentile range.  Sharp texture counts as noise too (TNO42's
+    richest scenes reach 0.03-0.05); the spread makes a dark image's noise
+    count as much as its little contrast."""
+    x = np.asarray(image, np.float32)
+    if min(x.shape) < 3:
+        return 0.0
+    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    r = cv2.filter2D(x, -1, mask)[1:-1, 1:-1]
+    sigma = np.sqrt(np.pi / 2.0) * float(np.abs(r).mean()) / 6.0
+    lo, hi = np.percentile(x, (1, 99))
+    return sigma / max(float(hi - lo), 1e-6)
+
+
+def denoised(image):
+    """``image`` smoothed for matching where it is noisy (see ``NOISY``),
+    else ``image`` itself; returns (image, blur sigma px)."""
+    ratio = noise_ratio(image)
+    if ratio <= NOISY:
+        return image, 0.0
+    sigma = min(MAX_NOISE_BLUR, NOISE_BLUR * ratio)
+    return cv2.GaussianBlur(np.asarray(image, np.float32), (0, 0), sigma,
+                            borderType=cv2.BORDER_REFLECT), sigma
 
 
 def highpass(f, sigma):
