@@ -81,9 +81,7 @@ def main():
             print(f"{stem} {name}: none {e0:.2f}, auto {e:.2f} "
                   f"({r.method}, {sec:.1f} s)", flush=True)
         dark, f, mask = B.synthetic_case(ir_path, stem, "hard")
-        rng = np.random.default_rng(0)
-        night = np.clip(0.15 * vi + rng.normal(0, 0.03, vi.shape), 0,
-                        1).astype(np.float32)
+        night = B.night(vi)
         t0 = time.perf_counter()
         r = register_pair(dark, night)
         sec = time.perf_counter() - t0

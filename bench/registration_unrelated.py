@@ -7,9 +7,9 @@ Pairs: every ``--every``-th RoadScene infrared image
 (``../shared/datasets/RoadScene/ir``) against the visible image
 ``--offset`` places further in the same subset (a different scene), resized
 to the infrared size.  ``--night``: the visible image darkened to 15 % and
-Gaussian noise (sigma 3 % of full scale, seed 0) added, as the night case
-of ``registration_stress.py``.  Prints each accepted pair with its
-confidence and the count.
+Gaussian noise (sigma 3 % of full scale, seed 0) added (``benchmark.night``,
+as the night case of ``registration_stress.py``).  Prints each accepted pair
+with its confidence and the count.
 """
 
 import argparse
@@ -30,7 +30,6 @@ def main():
     p.add_argument("--night", action="store_true",
                    help="darken the visible image to 15 %% and add noise")
     args = p.parse_args()
-    import numpy as np
     import cv2
 
     todo = B.pairs("roadscene")[::args.every]
@@ -41,9 +40,7 @@ def main():
         vi = cv2.resize(vi, (ir.shape[1], ir.shape[0]),
                         interpolation=cv2.INTER_AREA)
         if args.night:
-            rng = np.random.default_rng(0)
-            vi = np.clip(0.15 * vi + rng.normal(0, 0.03, vi.shape), 0,
-                         1).astype(np.float32)
+            vi = B.night(vi)
         r = register_pair(ir, vi)
         if r.method.startswith("global"):
             accepted += 1

@@ -502,20 +502,15 @@ def test_weak_cross_modal_peaks_carry_the_dense_field(monkeypatch):
     none = B.epe(np.zeros_like(f), f, mask)
     default = B.epe(register_pair(ir, vi, "dense").flow, f, mask)
     monkeypatch.setattr(dense, "MIN_QUALITY", 0.3)
-    monkeypatch.setattr(dense._spread, "__defaults__", (1.2, 0.05))
+    monkeypatch.setattr(dense, "SPREAD", 1.2)
     clear_only = B.epe(register_pair(ir, vi, "dense").flow, f, mask)
     assert default < none - 0.5, (default, none)
     assert default < clear_only - 0.3, (default, clear_only)
 
 
-def _night(vi):
-    rng = np.random.default_rng(0)
-    return np.clip(0.15 * vi + rng.normal(0, 0.03, vi.shape), 0,
-                   1).astype(np.float32)
-
-
 def test_noise_ratio_tells_a_noisy_night_frame_from_clean_images(road_pair):
     from stdfusion_tf.registration import features
+    from stdfusion_tf.registration.benchmark import night as _night
     ir, vi = road_pair
     assert features.noise_ratio(ir) < 0.02
     assert features.noise_ratio(vi) < 0.02
@@ -537,7 +532,7 @@ def test_noisy_night_pair_is_matched_smoothed(monkeypatch):
     pairs = {s: (i, v) for s, i, v in B.pairs("roadscene")}
     ir_path, vi_path = pairs["FLIR_06920"]
     ir, f, mask = B.synthetic_case(ir_path, "FLIR_06920", "hard", 0)
-    night = _night(B.read01(vi_path))
+    night = B.night(B.read01(vi_path))
     r = register_pair(ir, night)
     assert not r.fallback and B.epe(r.flow, f, mask) < 3.0
     np.testing.assert_allclose(

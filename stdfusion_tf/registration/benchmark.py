@@ -74,6 +74,15 @@ def synthetic_case(ir_path, stem, level, seed=0):
     return deformed.astype(np.float32) / 255.0, f, deform.valid_mask(f)
 
 
+def night(vi, seed=0):
+    """A visible image as a dark, amplified night frame: darkened to 15 %
+    and Gaussian noise of sigma 3 % of full scale added (seeded), clipped
+    to [0, 1]: the night case of the robustness benchmarks."""
+    rng = np.random.default_rng(seed)
+    return np.clip(0.15 * vi + rng.normal(0, 0.03, vi.shape), 0,
+                   1).astype(np.float32)
+
+
 def epe(flow, true_flow, mask):
     e = np.hypot(flow[0] - true_flow[0], flow[1] - true_flow[1])
     return float(e[mask].mean())

@@ -32,9 +32,9 @@ MIN_QUALITY = 0.1
 SPREAD = 2.0
 
 
-def _spread(ys, xs, values, weights, shape, stride, sigma_cells=SPREAD,
-            prior=0.05):
-    """Values on the patch grid -> a smooth field of ``shape``."""
+def _spread(ys, xs, values, weights, shape, stride, prior=0.05):
+    """Values on the patch grid -> a smooth field of ``shape`` (a Gaussian
+    of ``SPREAD`` grid cells)."""
     ny, nx = len(np.unique(ys)), len(np.unique(xs))
     v = values.reshape(ny, nx).astype(np.float32)
     wgt = weights.reshape(ny, nx).astype(np.float32)
@@ -42,9 +42,9 @@ def _spread(ys, xs, values, weights, shape, stride, sigma_cells=SPREAD,
     med = cv2.medianBlur(np.ascontiguousarray(v), 3) if min(ny, nx) >= 3 \
         else v
     wgt = np.where(np.abs(v - med) > 1.0 + 0.25 * np.abs(med), 0.0, wgt)
-    num = cv2.GaussianBlur(v * wgt, (0, 0), sigma_cells,
+    num = cv2.GaussianBlur(v * wgt, (0, 0), SPREAD,
                            borderType=cv2.BORDER_REPLICATE)
-    den = cv2.GaussianBlur(wgt, (0, 0), sigma_cells,
+    den = cv2.GaussianBlur(wgt, (0, 0), SPREAD,
                            borderType=cv2.BORDER_REPLICATE)
     grid = num / (den + prior)
     # grid cell (i, j) sits at pixel (ys[0] + i stride, xs[0] + j stride)
