@@ -70,6 +70,10 @@ def main():
                         "truth taken relative to the registration of the "
                         "undeformed pair: its global move (auto_vs_moved) "
                         "and its own auto result (auto_vs_self)")
+    p.add_argument("--dense", default="patches",
+                   help="the dense stage: patches (default) or a "
+                        ".weights.h5 of the learned refinement "
+                        "(scripts/train_registration_net.py)")
     args = p.parse_args()
     todo = B.pairs(args.dataset)[::args.every]
     vi_size = None
@@ -88,7 +92,8 @@ def main():
     for i, (stem, ir_path, vi_path) in enumerate(todo):
         line = []
         res = B.run_pair(args.dataset, stem, ir_path, vi_path, args.level,
-                         args.seed, vi_size, relative=args.relative)
+                         args.seed, vi_size, relative=args.relative,
+                         dense=args.dense)
         for m in methods:
             r = res[m]
             rows[m].append(r)
@@ -102,7 +107,8 @@ def main():
               flush=True)
     what = (f"{args.dataset}, level {args.level}" if args.dataset != "raw"
             else "RoadScene_raw (real pairs)")
-    print(f"\n{what}, {len(todo)} pairs, seed {args.seed}\n")
+    print(f"\n{what}, {len(todo)} pairs, seed {args.seed}, dense stage "
+          f"{args.dense}\n")
     print("| method | pairs | mean | median | p90 | failures > 10 px | "
           "worst | fallbacks | s / pair |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -47,6 +47,7 @@ __all__ = ["Registration", "register_pair", "apply_flow", "METHODS",
 
 METHODS = ("auto", "global", "dense", "none")
 MODELS = search.MODELS
+
 MIN_SIDE = 16
 # the result must agree with this many structured patches, this fraction
 # of those inside the infrared image, and with more patches than the plain
@@ -115,10 +116,13 @@ def _result(ir, vi_shape, m, residual_full, score, fallback, method, t0,
                         float(base_score))
 
 
-def register_pair(ir, vi, method="auto", model="auto"):
+def register_pair(ir, vi, method="auto", model="auto", dense="patches"):
     """Register the infrared image ``ir`` to the visible image ``vi``
     (see the module docstring).  Raises InputError for a featureless or
-    too small image."""
+    too small image.  ``dense``: how the dense stage finds its field,
+    ``patches`` (patch matching, no weights: the default) or the path of a
+    ``.weights.h5`` of the learned refinement (:mod:`.refine_net`; an
+    experiment, not better than ``patches`` so far: docs/registration.md)."""
     t0 = time.perf_counter()
     if method not in METHODS:
         raise InputError(None, f"unknown registration method {method!r} "
@@ -126,6 +130,7 @@ def register_pair(ir, vi, method="auto", model="auto"):
     if model not in MODELS:
         raise InputError(None, f"unknown global model {model!r} "
                          f"(one of {', '.join(MODELS)})")
+    net = _dense_network(dense)
     ir = _prepare(ir, "infrared")
     vi = _prepare(vi, "visible")
     base = geometry.resize_matrix(ir.shape, vi.shape)
@@ -161,7 +166,10 @@ def register_pair(ir, vi, method="auto", model="auto"):
         """(field or None, similarity without it, with it) at DENSE_WORK
         px, the field kept only when it adds DENSE_GAIN."""
         md = m_full @ to_vd
-        field = _dense.residual(pyr, vd, fvd, md)
+        if net is None:
+            field = _dense.residual(pyr, vd, fvd, md)
+        else:
+            field = _dense.learned_residual(net, pyr, vd, md)
         before = similarity_at(md)
         if field is None:
             return None, before, before
@@ -247,6 +255,18 @@ def register_pair(ir, vi, method="auto", model="auto"):
             "dense", t0, base_score, base_agree)
     return _result(ir_in, vi.shape, base, None, base_score, True, "none", t0,
                    base_score, base_agree)
+
+
+def _dense_network(dense):
+    """None for the patch-matching dense stage, else the learned one."""
+    if dense == "patches":
+        return None
+    from . import refine_net
+
+    if str(dense).endswith(".weights.h5"):
+        return refine_net.load(dense)
+    raise InputError(None, f"unknown dense stage {dense!r} ('patches', or "
+                     "a .weights.h5 of the registration network)")
 
 
 def _distance(m1, m2, shape, step=16):

@@ -234,7 +234,7 @@ def relative_truth(f, u0):
 
 
 def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
-             vi_size=None, relative=False):
+             vi_size=None, relative=False, dense="patches"):
     """Register one pair with the default method (``auto``) and score three
     rows from that one call: ``none`` (the plain resize), ``global`` (the
     result's global matrix alone) and ``auto`` (global + dense, with its
@@ -249,7 +249,8 @@ def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
     pair's global similarity, where it did not fall back: the published
     alignment moved by the global stage; ``none_vs_moved``, no
     registration against that truth) and ``auto_vs_self`` (the
-    undeformed pair's own ``auto`` result: self-consistency)."""
+    undeformed pair's own ``auto`` result: self-consistency).  ``dense``:
+    the dense stage (``register_pair``'s)."""
     vi = read01(vi_path)
     if dataset == "raw":
         ir = read01(ir_path)
@@ -271,7 +272,7 @@ def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
     base = register_pair(ir, vi, "none")
     t_none = time.perf_counter() - t0
     t0 = time.perf_counter()
-    r = register_pair(ir, vi, "auto")
+    r = register_pair(ir, vi, "auto", dense=dense)
     sec = time.perf_counter() - t0
     common = {"stem": stem, "fallback": r.fallback,
               "confidence": r.confidence}
@@ -279,7 +280,7 @@ def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
     if relative and dataset != "raw":
         ir0 = read01(ir_path)
         moved = register_pair(ir0, vi, "global", model="similarity").flow
-        own = register_pair(ir0, vi, "auto").flow
+        own = register_pair(ir0, vi, "auto", dense=dense).flow
         rows = {
             "none_vs_moved": dict(common, error=error(
                 base.flow, relative_truth(f, moved)), seconds=t_none,

@@ -78,6 +78,16 @@ def residual(ir_pyr, vw, fv, m_work):
     return field if used else None
 
 
+def learned_residual(model, ir_pyr, vw, m_work):
+    """The residual field of :func:`residual` predicted by the learned
+    refinement (:mod:`.refine_net`) instead of matched patch by patch."""
+    from . import refine_net
+
+    h, w = vw.shape
+    warped = warp_with(ir_pyr, m_work, np.zeros((2, h, w), np.float32))
+    return refine_net.predict_field(model, warped, vw)
+
+
 def warp_with(ir_pyr, m_work, field):
     """The infrared at ``m_work (p + field(p))`` on the working grid."""
     h, w = field.shape[1:]
