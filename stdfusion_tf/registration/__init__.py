@@ -47,7 +47,6 @@ __all__ = ["Registration", "register_pair", "apply_flow", "METHODS",
 
 METHODS = ("auto", "global", "dense", "none")
 MODELS = search.MODELS
-
 MIN_SIDE = 16
 # the result must agree with this many structured patches, this fraction
 # of those inside the infrared image, and with more patches than the plain
