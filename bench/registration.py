@@ -3,6 +3,7 @@
     python bench/registration.py --dataset roadscene --level hard \
         [--every 1] [--seed 0] [--jsonl rows.jsonl] [--relative]
     python bench/registration.py --dataset raw [--vi_size 640x512]
+        [--ir_field 0.33]
 
 ``--dataset roadscene|tno42``: each aligned infrared image of
 ``../shared/datasets/<set>/ir`` is deformed at ``--level``
@@ -16,7 +17,11 @@ infrared position on a grid of visible pixels; ``--vi_size WxH`` first
 resizes the visible crop (area) to that size, as a user who brought both
 images to one size would (another aspect ratio: the pair is then related
 by an affine), the truth following the resize (ground truth:
-``stdfusion_tf.registration.benchmark``, cached under runs/).
+``stdfusion_tf.registration.benchmark``, cached under runs/);
+``--ir_field F`` crops the infrared frame to what the central F x F of the
+visible frame shows, keeping the sensor's own pixels: an infrared camera
+with a narrower field than the visible one (F = 1/3: the infrared image
+covers about a ninth of the visible frame).
 
 Each pair is registered once with the default method (``auto``); three
 rows are scored from that call: ``none`` (the plain resize: no
@@ -65,6 +70,10 @@ def main():
                    help="WxH: (raw pairs) resize the visible crop to this "
                         "size first, e.g. 640x512 (the infrared frame's "
                         "size, another aspect ratio)")
+    p.add_argument("--ir_field", type=float, default=None,
+                   help="F in (0, 1]: (raw pairs) crop the infrared frame "
+                        "to what the central F x F of the visible frame "
+                        "shows (a narrower infrared field)")
     p.add_argument("--relative", action="store_true",
                    help="(synthetic levels) also score auto against the "
                         "truth taken relative to the registration of the "
@@ -82,6 +91,11 @@ def main():
             p.error("--vi_size is for --dataset raw")
         w, h = (int(v) for v in args.vi_size.lower().split("x"))
         vi_size = (h, w)
+    if args.ir_field is not None:
+        if args.dataset != "raw":
+            p.error("--ir_field is for --dataset raw")
+        if not 0 < args.ir_field <= 1:
+            p.error(f"--ir_field must be in (0, 1], got {args.ir_field}")
     if args.relative and args.dataset == "raw":
         p.error("--relative is for the synthetic levels")
     methods = ["none", "global", "auto"]
@@ -93,7 +107,7 @@ def main():
         line = []
         res = B.run_pair(args.dataset, stem, ir_path, vi_path, args.level,
                          args.seed, vi_size, relative=args.relative,
-                         dense=args.dense)
+                         dense=args.dense, ir_field=args.ir_field)
         for m in methods:
             r = res[m]
             rows[m].append(r)

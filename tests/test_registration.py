@@ -539,3 +539,36 @@ def test_noisy_night_pair_is_matched_smoothed(monkeypatch):
         r.warped, np.clip(apply_flow(ir, r.flow), 0, 1), atol=1e-6)
     monkeypatch.setattr(features, "NOISY", np.inf)
     assert register_pair(ir, night).fallback
+
+
+def test_narrow_infrared_field_is_found_the_other_way_round(monkeypatch):
+    """A real pair made into one from an infrared camera with a narrower
+    field (RoadScene_raw FLIR_00603, the raw frame cropped to what the
+    central third of the visible frame shows: 211 x 139 px against a
+    1525 x 1004 visible frame): the forward search finds too few patches in
+    that ninth of the visible frame and falls back; searched the other way
+    round (the visible image into the infrared frame) it is registered to
+    under 3 infrared px."""
+    if not RAW.is_dir():
+        pytest.skip("../shared/datasets/RoadScene_raw is not here")
+    from stdfusion_tf.registration import benchmark as B
+    from stdfusion_tf.registration import search
+    stem = "FLIR_00603"
+    ir = B.read01(RAW / "infrared" / f"{stem}.png")
+    vi = B.read01(RAW / "crop_HR_visible" / f"{stem}.jpg")
+    crop, truth = B.narrow_field(ir, B.raw_truth(stem)["matrix"], vi.shape,
+                                 1 / 3)
+    assert crop.shape == (139, 211)
+    assert search.footprint(truth, crop.shape, vi.shape) < 0.15
+    r = register_pair(crop, vi)
+    assert not r.fallback and r.method.startswith("global")
+    assert B.grid_error(r.flow, truth, crop.shape)[0] < 3.0
+    # the raw frame (a wider infrared field): the reverse search's result
+    # is not clearly agreed with, and not taken
+    from stdfusion_tf.registration import _clear
+    rev = search.reverse(ir, vi)
+    assert rev is None or not _clear(rev[1], rev[2], rev[4])
+    monkeypatch.setattr(search, "reverse", lambda *a, **k: None)
+    r = register_pair(crop, vi)
+    assert r.fallback
+    assert B.grid_error(r.flow, truth, crop.shape)[0] > 20.0

@@ -206,8 +206,20 @@ def register_pair(ir, vi, method="auto", model="auto", dense="patches"):
                     score = search.frame_score(pyr, fv, m_w, vw.shape)[0]
         agree, count = search.consensus(pyr, vw, fv, m_w)
         base_agree, base_count = search.consensus(pyr, vw, fv, base_w)
-        global_ok = not (count < MIN_AGREE or agree < MIN_CONSENSUS
-                         or count < base_count + max(2, 0.1 * base_count))
+        global_ok = _clear(agree, count, base_count)
+        if not global_ok:
+            # an infrared field much narrower than the visible one: the
+            # search the other way round (its agreement counted in the
+            # infrared frame, which the visible image covers)
+            rev = search.reverse(ir, vi, model)
+            if (rev is not None and _clear(rev[1], rev[2], rev[4])
+                    and search.agreed(rev[1], rev[2], search.REVERSE_AGREE)
+                    and search.agreed(*search.consensus(
+                        pyr, vw, fv, rev[0] @ to_vi), search.REVERSE_CHECK)):
+                m, agree, count = rev[:3]
+                m_w = m @ to_vi
+                score = search.frame_score(pyr, fv, m_w, vw.shape)[0]
+                global_ok = True
         if method == "global":
             if not global_ok:
                 return _result(ir_in, vi.shape, base, None, base_score, True,
@@ -254,6 +266,13 @@ def register_pair(ir, vi, method="auto", model="auto", dense="patches"):
             "dense", t0, base_score, base_agree)
     return _result(ir_in, vi.shape, base, None, base_score, True, "none", t0,
                    base_score, base_agree)
+
+
+def _clear(agree, count, base_count):
+    """Whether a global result's agreement (fraction, count) is enough, and
+    clearly more than the plain resize's count."""
+    return not (count < MIN_AGREE or agree < MIN_CONSENSUS
+                or count < base_count + max(2, 0.1 * base_count))
 
 
 def _dense_network(dense):

@@ -233,8 +233,28 @@ def relative_truth(f, u0):
     return np.stack([u0[0] + fy, u0[1] + fx])
 
 
+def narrow_field(ir, truth, vi_shape, fraction):
+    """A real pair made into one whose infrared camera sees a narrower
+    field than the visible one: (the infrared image cropped to the bounding
+    box of what the central ``fraction`` x ``fraction`` of the visible frame
+    shows, the truth matrix visible pixel -> cropped infrared pixel).  The
+    crop keeps the infrared sensor's own pixels (no resampling)."""
+    h, w = vi_shape
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    xs = np.array([cx - fraction * w / 2, cx + fraction * w / 2])
+    ys = np.array([cy - fraction * h / 2, cy + fraction * h / 2])
+    gx, gy = np.meshgrid(xs, ys)
+    tx, ty = geometry.apply_matrix(truth, gx.ravel(), gy.ravel())
+    x0 = max(0, int(np.floor(tx.min())))
+    y0 = max(0, int(np.floor(ty.min())))
+    x1 = min(ir.shape[1], int(np.ceil(tx.max())) + 1)
+    y1 = min(ir.shape[0], int(np.ceil(ty.max())) + 1)
+    return (np.ascontiguousarray(ir[y0:y1, x0:x1]),
+            geometry.translation(-x0, -y0) @ truth)
+
+
 def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
-             vi_size=None, relative=False, dense="patches"):
+             vi_size=None, relative=False, dense="patches", ir_field=None):
     """Register one pair with the default method (``auto``) and score three
     rows from that one call: ``none`` (the plain resize), ``global`` (the
     result's global matrix alone) and ``auto`` (global + dense, with its
@@ -250,7 +270,9 @@ def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
     alignment moved by the global stage; ``none_vs_moved``, no
     registration against that truth) and ``auto_vs_self`` (the
     undeformed pair's own ``auto`` result: self-consistency).  ``dense``:
-    the dense stage (``register_pair``'s)."""
+    the dense stage (``register_pair``'s).  ``ir_field`` (real pairs): the
+    infrared image cropped to what the central ``ir_field`` x ``ir_field``
+    of the visible frame shows (:func:`narrow_field`)."""
     vi = read01(vi_path)
     if dataset == "raw":
         ir = read01(ir_path)
@@ -260,6 +282,8 @@ def run_pair(dataset, stem, ir_path, vi_path, level="hard", seed=0,
                                interpolation=cv2.INTER_AREA)
             truth = truth @ geometry.resize_matrix(vi.shape, small.shape)
             vi = small
+        if ir_field is not None:
+            ir, truth = narrow_field(ir, truth, vi.shape, ir_field)
 
         def error(flow):
             return grid_error(flow, truth, ir.shape)[0]
