@@ -567,7 +567,9 @@ def test_narrow_infrared_field_is_found_the_other_way_round(monkeypatch):
     # is not clearly agreed with, and not taken
     from stdfusion_tf.registration import _clear
     rev = search.reverse(ir, vi)
-    assert rev is None or not _clear(rev[1], rev[2], rev[4])
+    assert rev is None or not (
+        _clear(*rev["agree"], rev["base"][1])
+        and search.agreed(*rev["verify"], search.REVERSE_AGREE))
     monkeypatch.setattr(search, "reverse", lambda *a, **k: None)
     r = register_pair(crop, vi)
     assert r.fallback

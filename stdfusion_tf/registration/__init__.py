@@ -212,11 +212,11 @@ def register_pair(ir, vi, method="auto", model="auto", dense="patches"):
             # search the other way round (its agreement counted in the
             # infrared frame, which the visible image covers)
             rev = search.reverse(ir, vi, model)
-            if (rev is not None and _clear(rev[1], rev[2], rev[4])
-                    and search.agreed(rev[1], rev[2], search.REVERSE_AGREE)
-                    and search.agreed(*search.consensus(
-                        pyr, vw, fv, rev[0] @ to_vi), search.REVERSE_CHECK)):
-                m, agree, count = rev[:3]
+            if (rev is not None
+                    and _clear(*rev["agree"], rev["base"][1])
+                    and search.agreed(*rev["verify"], search.REVERSE_AGREE)):
+                m = rev["matrix"]
+                agree, count = rev["verify"]
                 m_w = m @ to_vi
                 score = search.frame_score(pyr, fv, m_w, vw.shape)[0]
                 global_ok = True

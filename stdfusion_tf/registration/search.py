@@ -540,26 +540,23 @@ def consensus(ir_pyr, vw, fv, m):
 # the reverse search (:func:`reverse`) is used only where the infrared
 # image covers at most this fraction of the visible frame
 NARROW_COVER = 0.5
-# ... where this many of the structured patches of the infrared frame
-# (fraction, count) agree with it, more than the first search asks: a
-# second search is a second chance for a wrong match.  Measured on 151
-# pairs of unrelated scenes (RoadScene infrared against another pair's
-# visible image, clean and at night), the reverse search's best result was
-# agreed with by at most 23.3 % of the patches; on pairs with a narrower
-# infrared field (RoadScene_raw cropped, zoomed RoadScene pairs), by up to
-# 45 % where it was right
-REVERSE_AGREE = (0.25, 24)
-# ... and where, back in the visible frame, this many of the few patches
-# inside the infrared image's footprint (fraction, count) agree with it:
-# on right results 0-50 % (0-12 patches; 13-50 % (4-12) above
-# REVERSE_AGREE), on the unrelated pair at 23.3 %, 3.6 % (2)
-REVERSE_CHECK = (0.05, 2)
 # the infrared frame's working size (long side) in the reverse search: the
 # visible image enlarged into it is blurred, and at 160 px the reverse
 # search found 4 of 5 zoomed RoadScene pairs (the infrared field 3x
 # narrower; to within 13 px of the enlarged frame, 4 visible px), at 240
 # and 320 px 3
 REVERSE_WORK = 160
+# its result is checked at this size (never enlarged), where chance
+# agreement is rarer.  Of the patches of the infrared frame, at most 8.7 %
+# agreed with the reverse search's result on the 136 pairs of unrelated
+# scenes (of 151: RoadScene infrared against another pair's visible image,
+# clean and at night) where it returned a narrow one (at 160 px up to
+# 23.3 %), and at least 10.2 % with each of the 28 right results (within
+# 15 px) on pairs with a narrower infrared field (RoadScene_raw cropped,
+# zoomed RoadScene pairs); of the 16 wrong ones there, one reached 11.0 %,
+# the others at most 8.6 %.  REVERSE_AGREE: (fraction, count) needed
+REVERSE_VERIFY = 240
+REVERSE_AGREE = (0.12, 8)
 
 
 def _scale(m):
@@ -586,12 +583,14 @@ def reverse(ir, vi, model="auto", work=REVERSE_WORK):
     in the infrared frame the visible image covers everything, as a wide
     infrared field does in the forward search.  The infrared frame is
     worked at ``work`` px; only the starts that enlarge the visible image
-    by 2^(1/2) or more are tried.  Returns (matrix visible pixel ->
-    infrared pixel, agreeing fraction, agreeing count, the plain resize's
-    fraction and count), agreement counted in the infrared frame
-    (:func:`consensus`), or None when the result is not narrow
-    (``NARROW_COVER``): a wider infrared field is the forward search's
-    case."""
+    by 2^(1/2) or more are tried.
+
+    Returns None when the result is not narrow (``NARROW_COVER``: a wider
+    infrared field is the forward search's case), else a dict: ``matrix``
+    (visible pixel -> infrared pixel), ``agree`` and ``base`` (the
+    (fraction, count) of :func:`consensus` in the infrared frame at
+    ``work`` px, for the result and for the plain resize) and ``verify``
+    (the result's at ``REVERSE_VERIFY`` px)."""
     pyr_v = Pyramid(vi)
     iw, to_ir = reduced(ir, work)
     fi = features.orientation(iw, SIGMA)
@@ -604,10 +603,15 @@ def reverse(ir, vi, model="auto", work=REVERSE_WORK):
         pyr_v, iw, fi, [m0 @ to_ir for m0 in begin], unshifted=0,
         shifted=len(begin),
         model="similarity" if model == "auto" else model)
-    m = np.linalg.inv(m_w @ np.linalg.inv(to_ir))
+    full = m_w @ np.linalg.inv(to_ir)  # infrared pixel -> visible pixel
+    m = np.linalg.inv(full)
     m /= m[2, 2]
     if footprint(m, ir.shape, vi.shape) > NARROW_COVER:
         return None
-    resize_inverse = geometry.resize_matrix(vi.shape, ir.shape)
-    base_frac, base_count = consensus(pyr_v, iw, fi, resize_inverse @ to_ir)
-    return m, frac, count, base_frac, base_count
+    base = consensus(pyr_v, iw, fi,
+                     geometry.resize_matrix(vi.shape, ir.shape) @ to_ir)
+    iv, to_iv = reduced(ir, REVERSE_VERIFY)
+    verify = consensus(pyr_v, iv, features.orientation(iv, SIGMA),
+                       full @ to_iv)
+    return {"matrix": m, "agree": (frac, count), "base": base,
+            "verify": verify}
