@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
 from stdfusion_tf.registration import benchmark as B  # noqa: E402
-from stdfusion_tf.registration import register_pair  # noqa: E402
+from stdfusion_tf.registration import features, register_pair  # noqa: E402
 
 MIND_WORK, MIND_RANGE, MIND_WINDOW = 320, 6, 4.0
 MIND_COUPLING, MIND_SPREAD, MIND_ROUNDS, MIND_TEMPERATURE = 0.05, 8.0, 5, 0.1
@@ -107,13 +107,11 @@ def mind_field(ir, vi):
 
 
 def gradient_magnitude(image):
-    """Normalised gradient magnitude, 8-bit (OpenCV's flow wants 8 bits)."""
-    g = cv2.GaussianBlur(np.asarray(image, np.float32), (0, 0), 1.0)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    m2 = gx * gx + gy * gy
-    r = cv2.GaussianBlur(np.sqrt(m2 / (m2 + float(m2.mean()) + 1e-12)),
-                         (0, 0), 1.0)
+    """Normalised gradient magnitude, 8-bit (OpenCV's flow wants 8 bits):
+    the square root of the doubled-angle feature's modulus, which is
+    ``|g|^2 / (|g|^2 + mean |g|^2)``."""
+    r = np.sqrt(np.abs(features.orientation(image, 1.0)))
+    r = cv2.GaussianBlur(r, (0, 0), 1.0)
     return np.clip(r * 255.0, 0, 255).astype(np.uint8)
 
 

@@ -92,7 +92,7 @@ def warp_with(ir_pyr, m_work, field):
     """The infrared at ``m_work (p + field(p))`` on the working grid."""
     h, w = field.shape[1:]
     flow = geometry.compose_flow_matrix(m_work, field)
-    scale = float(np.sqrt(abs(np.linalg.det(m_work[:2, :2]))))
+    scale = geometry.scale_of(m_work)
     level = int(np.clip(np.floor(np.log2(max(scale, 1e-6))), 0,
                         len(ir_pyr.levels) - 1))
     lv = ir_pyr.levels[level]

@@ -44,6 +44,12 @@ def similarity(scale, angle_deg, centre_out, centre_in, shift=(0.0, 0.0)):
     return m
 
 
+def scale_of(m):
+    """The mean linear scale of a matrix's 2x2 part (sqrt |det|): how many
+    input pixels one output pixel spans along a side."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(m)[:2, :2]))))
+
+
 def translation(dx, dy):
     return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
 

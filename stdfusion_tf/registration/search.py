@@ -87,7 +87,7 @@ class Pyramid:
     def warp(self, m, out_shape, border=cv2.BORDER_REPLICATE):
         """``out(p) = image(m p)`` (``m`` output -> full-resolution pixel),
         read from the level whose pixel is at most the output's footprint."""
-        scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
+        scale = geometry.scale_of(m)
         level = int(np.clip(np.floor(np.log2(max(scale, 1e-6))), 0,
                             len(self.levels) - 1))
         lv = self.levels[level]
@@ -328,7 +328,7 @@ def refine_round(ir_pyr, vw, fv, m, r, model="similarity", setting=None):
                                          ys[good] + dy[good])
     dst = np.stack([dst_x, dst_y], 1)
     # RANSAC threshold in infrared pixels at the working scale
-    scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
+    scale = geometry.scale_of(m)
     # the sparse first round fits a similarity (4 degrees of freedom): its
     # small patches also match by chance, and a full affine would follow
     fit = cv2.estimateAffinePartial2D \
@@ -559,10 +559,6 @@ REVERSE_VERIFY = 240
 REVERSE_AGREE = (0.12, 8)
 
 
-def _scale(m):
-    return float(np.sqrt(abs(np.linalg.det(np.asarray(m)[:2, :2]))))
-
-
 def footprint(m, ir_shape, vi_shape, step=8):
     """The fraction of the visible frame whose pixels ``m`` (visible pixel
     -> infrared pixel) sends inside the infrared image."""
@@ -596,9 +592,11 @@ def reverse(ir, vi, model="auto", work=REVERSE_WORK):
     fi = features.orientation(iw, SIGMA)
     # only the starts that show the visible image enlarged enough for a
     # narrow infrared field (the others are the forward search's)
-    s0 = _scale(geometry.resize_matrix(vi.shape, ir.shape))
+    resize = geometry.resize_matrix(vi.shape, ir.shape)
+    s0 = geometry.scale_of(resize)
     begin = [m0 for m0 in starts(vi.shape, ir.shape)
-             if _scale(m0) <= np.sqrt(NARROW_COVER) * s0 * (1 + 1e-6)]
+             if geometry.scale_of(m0) <= np.sqrt(NARROW_COVER) * s0
+             * (1 + 1e-6)]
     _, m_w, frac, count = refine(
         pyr_v, iw, fi, [m0 @ to_ir for m0 in begin], unshifted=0,
         shifted=len(begin),
@@ -608,8 +606,7 @@ def reverse(ir, vi, model="auto", work=REVERSE_WORK):
     m /= m[2, 2]
     if footprint(m, ir.shape, vi.shape) > NARROW_COVER:
         return None
-    base = consensus(pyr_v, iw, fi,
-                     geometry.resize_matrix(vi.shape, ir.shape) @ to_ir)
+    base = consensus(pyr_v, iw, fi, resize @ to_ir)
     iv, to_iv = reduced(ir, REVERSE_VERIFY)
     verify = consensus(pyr_v, iv, features.orientation(iv, SIGMA),
                        full @ to_iv)
